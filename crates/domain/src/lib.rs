@@ -1,0 +1,20 @@
+//! The domain of Switchyard: identifiers, value types, the call state machine
+//! and the events the rest of the system reacts to.
+//!
+//! Nothing in this crate performs I/O. Every other crate depends on it; it
+//! depends on none of them.
+
+pub mod call;
+pub mod event;
+pub mod id;
+pub mod load;
+pub mod model;
+pub mod phone;
+pub mod role;
+pub mod timefmt;
+
+pub use call::{AnsweredBy, CallDirection, CallEvent, CallStatus, IllegalTransition, RecordingStatus};
+pub use event::EventType;
+pub use id::{Id, IdError, IdKind};
+pub use phone::{PhoneAddress, PhoneError};
+pub use role::Role;
