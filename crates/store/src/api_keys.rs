@@ -1,7 +1,7 @@
 //! API keys. Only hashes of the key are stored: an HMAC for lookup and an
 //! argon2 hash to verify against.
 
-use sqlx::FromRow;
+use sqlx::{AssertSqlSafe, FromRow};
 use switchyard_domain::id::{ApiKeyId, OrganizationId, UserId};
 use switchyard_domain::model::ApiKey;
 use switchyard_domain::timefmt;
@@ -107,7 +107,7 @@ impl Store {
     pub async fn list_api_keys(&self, org: OrganizationId) -> Result<Vec<ApiKey>> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE organization_id = $1 ORDER BY created_at DESC, id");
         let rows: Vec<KeyRow> = on_pool!(self, |pool| {
-            sqlx::query_as(&sql).bind(org.uuid().to_string()).fetch_all(pool).await?
+            sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(org.uuid().to_string()).fetch_all(pool).await?
         });
         rows.into_iter().map(|r| Ok(r.into_auth()?.key)).collect()
     }
@@ -115,7 +115,7 @@ impl Store {
     pub async fn get_api_key(&self, org: OrganizationId, id: ApiKeyId) -> Result<ApiKey> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE organization_id = $1 AND id = $2");
         let row: Option<KeyRow> = on_pool!(self, |pool| {
-            sqlx::query_as(&sql)
+            sqlx::query_as(AssertSqlSafe(sql.as_str()))
                 .bind(org.uuid().to_string())
                 .bind(id.uuid().to_string())
                 .fetch_optional(pool)
@@ -142,7 +142,7 @@ impl Store {
     pub async fn find_api_key_by_lookup(&self, lookup_hash: &str) -> Result<Option<ApiKeyAuthRow>> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE lookup_hash = $1");
         let row: Option<KeyRow> = on_pool!(self, |pool| {
-            sqlx::query_as(&sql).bind(lookup_hash).fetch_optional(pool).await?
+            sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(lookup_hash).fetch_optional(pool).await?
         });
         row.map(KeyRow::into_auth).transpose()
     }

@@ -20,7 +20,7 @@ mod orgs;
 mod telephony;
 
 pub use api_keys::{ApiKeyAuthRow, NewApiKey};
-pub use calls::{CallFilter, CallPatch, CallSort, ClaimedCall, NewCall, Page, SortOrder};
+pub use calls::{CallFilter, CallPatch, CallSort, ClaimedCall, IDEMPOTENCY_TTL_MS, IdempotencyRecord, NewCall, Page, SortOrder};
 pub use events::{NewEvent, StoredEvent};
 pub use loads::UpsertOutcome;
 pub use orgs::{NewUser, UserAuthRow};

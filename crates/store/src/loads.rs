@@ -1,6 +1,6 @@
 //! Loads: identity columns plus the rest of the load as one JSON document.
 
-use sqlx::FromRow;
+use sqlx::{AssertSqlSafe, FromRow};
 use switchyard_domain::id::{LoadId, OrganizationId};
 use switchyard_domain::load::{Load, LoadDetails};
 use switchyard_domain::timefmt;
@@ -122,7 +122,7 @@ impl Store {
     pub async fn get_load(&self, org: OrganizationId, id: LoadId) -> Result<Load> {
         let sql = format!("SELECT {COLUMNS} FROM loads WHERE organization_id = $1 AND id = $2");
         let row: Option<LoadRow> = on_pool!(self, |pool| {
-            sqlx::query_as(&sql)
+            sqlx::query_as(AssertSqlSafe(sql.as_str()))
                 .bind(org.uuid().to_string())
                 .bind(id.uuid().to_string())
                 .fetch_optional(pool)
@@ -134,7 +134,7 @@ impl Store {
     pub async fn find_load_by_number(&self, org: OrganizationId, load_number: &str) -> Result<Option<Load>> {
         let sql = format!("SELECT {COLUMNS} FROM loads WHERE organization_id = $1 AND load_number = $2");
         let row: Option<LoadRow> = on_pool!(self, |pool| {
-            sqlx::query_as(&sql).bind(org.uuid().to_string()).bind(load_number).fetch_optional(pool).await?
+            sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(org.uuid().to_string()).bind(load_number).fetch_optional(pool).await?
         });
         row.map(LoadRow::into_model).transpose()
     }
@@ -153,7 +153,7 @@ impl Store {
              ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
         );
         let (rows, total): (Vec<LoadRow>, i64) = on_pool!(self, |pool| {
-            let rows = sqlx::query_as(&sql)
+            let rows = sqlx::query_as(AssertSqlSafe(sql.as_str()))
                 .bind(org.uuid().to_string())
                 .bind(&pattern)
                 .bind(limit)
