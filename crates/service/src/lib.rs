@@ -1,1 +1,30 @@
+//! Application services: each public function is one use case. The API
+//! parses and authorises, then calls in here; services validate, enforce the
+//! rules and talk to the store and the telephony port.
 
+pub mod api_keys;
+pub mod auth;
+pub mod calls;
+pub mod error;
+pub mod loads;
+pub mod pagination;
+pub mod query;
+pub mod scheduler;
+pub mod telephony;
+pub mod trunks;
+pub mod validate;
+
+pub use auth::{AuthService, Principal, PrincipalKind};
+pub use error::{Error, ErrorCode};
+
+use std::sync::Arc;
+
+use switchyard_store::Store;
+
+/// Everything a request handler needs, shared across requests.
+#[derive(Clone)]
+pub struct Services {
+    pub store: Store,
+    pub auth: Arc<AuthService>,
+    pub telephony: Option<Arc<dyn telephony::Telephony>>,
+}

@@ -259,7 +259,7 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| conflict_on_unique(e, "this phone number is already registered"))?;
+                .map_err(|e| conflict_on_unique(e, "this phone number"))?;
             tx.commit().await?;
         });
         self.get_phone_number(org, id).await

@@ -1,0 +1,300 @@
+//! Who is calling: bearer JWTs for users, API keys for machines.
+//!
+//! API keys are `sy_live_` + 32 random bytes in base32. The store keeps an
+//! HMAC of the key (indexed, for lookup) and an argon2 hash (to verify);
+//! neither lets anyone recover the key. Verifying argon2 on every request
+//! would cost tens of milliseconds, so a successful verification is
+//! remembered in memory per (lookup hash, stored hash); the row itself (is
+//! the key active? expired?) is read on every request.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use argon2::password_hash::PasswordHasher;
+use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use hmac::{Hmac, KeyInit, Mac};
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use switchyard_domain::id::{ApiKeyId, OrganizationId, UserId};
+use switchyard_domain::model::{ApiKey, Membership, User};
+use switchyard_domain::{Role, timefmt};
+use switchyard_store::{NewApiKey, NewUser, Store};
+
+use crate::error::{Error, ErrorCode, Result};
+
+pub const API_KEY_PREFIX: &str = "sy_live_";
+/// Domain separation for the lookup HMAC. It is a constant, not a secret:
+/// keys carry 256 random bits, so the lookup hash cannot be inverted, and a
+/// constant keeps lookups valid across processes and secret rotations.
+const LOOKUP_KEY: &[u8] = b"switchyard api-key lookup v1";
+const LAST_USED_INTERVAL_MS: i64 = 60_000;
+const VERIFIED_CACHE_MAX: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    User(UserId),
+    ApiKey(ApiKeyId),
+}
+
+/// An authenticated caller acting in one organization.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub kind: PrincipalKind,
+    pub organization_id: OrganizationId,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn user_id(&self) -> Option<UserId> {
+        match self.kind {
+            PrincipalKind::User(u) => Some(u),
+            PrincipalKind::ApiKey(_) => None,
+        }
+    }
+
+    /// A stable key for per-caller rate limits.
+    pub fn rate_key(&self) -> String {
+        match self.kind {
+            PrincipalKind::User(u) => u.to_string(),
+            PrincipalKind::ApiKey(k) => k.to_string(),
+        }
+    }
+
+    pub fn require_role(&self, required: Role) -> Result<()> {
+        if self.role.at_least(required) {
+            Ok(())
+        } else {
+            Err(Error::forbidden(format!("This action needs the {required} role or higher.")))
+        }
+    }
+
+    /// `/api-keys` is for people, not for other keys (Envoy: "Bearer token required").
+    pub fn require_user(&self) -> Result<UserId> {
+        self.user_id()
+            .ok_or_else(|| Error::forbidden("This endpoint needs a user's bearer token, not an API key."))
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// A freshly issued login token.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct LoginResponse {
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Seconds until the token expires.
+    pub expires_in: i64,
+}
+
+pub struct AuthService {
+    store: Store,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    token_ttl: Duration,
+    verified: Mutex<HashMap<String, String>>,
+}
+
+impl AuthService {
+    pub fn new(store: Store, jwt_secret: &[u8], token_ttl: Duration) -> Self {
+        Self {
+            store,
+            encoding: EncodingKey::from_secret(jwt_secret),
+            decoding: DecodingKey::from_secret(jwt_secret),
+            token_ttl,
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn hash_secret(secret: &str) -> Result<String> {
+        Argon2::default()
+            .hash_password(secret.as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| Error::internal(anyhow::anyhow!("argon2: {e}")))
+    }
+
+    fn verify_secret(secret: &str, hash: &str) -> bool {
+        PasswordHash::new(hash)
+            .map(|parsed| Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok())
+            .unwrap_or(false)
+    }
+
+    pub fn lookup_hash(key: &str) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(LOOKUP_KEY).expect("HMAC takes any key length");
+        mac.update(key.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    pub fn generate_key() -> String {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        format!("{API_KEY_PREFIX}{}", data_encoding::BASE32_NOPAD.encode(&bytes).to_lowercase())
+    }
+
+    /// Creates a user with a password (argon2-hashed).
+    pub async fn create_user(&self, email: &str, name: Option<String>, password: &str) -> Result<User> {
+        crate::validate::email("email", email)?;
+        if password.len() < 8 {
+            return Err(Error::validation("password", "must be at least 8 characters"));
+        }
+        let password_hash = Self::hash_secret(password)?;
+        self.store
+            .create_user(NewUser { email: email.to_owned(), name, password_hash })
+            .await
+            .map_err(|e| Error::from_store(e, "user"))
+    }
+
+    /// Creates an API key; the returned string is the only copy of the key.
+    pub async fn create_api_key(
+        &self,
+        org: OrganizationId,
+        name: String,
+        description: Option<String>,
+        expires_at: Option<i64>,
+        created_by: Option<UserId>,
+    ) -> Result<(ApiKey, String)> {
+        let key = Self::generate_key();
+        let record = self
+            .store
+            .insert_api_key(NewApiKey {
+                organization_id: org,
+                name,
+                description,
+                expires_at,
+                lookup_hash: Self::lookup_hash(&key),
+                secret_hash: Self::hash_secret(&key)?,
+                key_prefix: key[..API_KEY_PREFIX.len() + 6].to_owned(),
+                created_by_id: created_by,
+            })
+            .await
+            .map_err(|e| Error::from_store(e, "API key"))?;
+        Ok((record, key))
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Result<LoginResponse> {
+        let invalid = || Error::new(ErrorCode::NotAuthenticated, "Incorrect email or password.");
+        let row = self.store.find_user_by_email(email).await?;
+        // With no such user, check against a dummy hash all the same, so the
+        // time taken does not reveal which emails exist.
+        let hash = row.as_ref().map_or(DUMMY_HASH.to_owned(), |r| r.password_hash.clone());
+        let password = password.to_owned();
+        let ok = tokio::task::spawn_blocking(move || Self::verify_secret(&password, &hash))
+            .await
+            .map_err(Error::internal)?;
+        let Some(row) = row.filter(|_| ok) else {
+            return Err(invalid());
+        };
+        let now = timefmt::now_ms() / 1000;
+        let ttl = self.token_ttl.as_secs() as i64;
+        let claims = Claims { sub: row.user.id.to_string(), iat: now, exp: now + ttl };
+        let token = jsonwebtoken::encode(&Header::default(), &claims, &self.encoding).map_err(Error::internal)?;
+        Ok(LoginResponse { access_token: token, token_type: "bearer".into(), expires_in: ttl })
+    }
+
+    /// Resolves credentials to a principal. `token` is the bearer token or
+    /// API key; `org_header` is `X-Organization-ID` if sent.
+    pub async fn authenticate(&self, token: &str, org_header: Option<&str>) -> Result<Principal> {
+        let wanted_org = org_header
+            .map(|h| OrganizationId::parse(h.trim()).map_err(|e| Error::bad_id("X-Organization-ID", e)))
+            .transpose()?;
+        if token.starts_with(API_KEY_PREFIX) {
+            self.authenticate_key(token, wanted_org).await
+        } else {
+            self.authenticate_jwt(token, wanted_org).await
+        }
+    }
+
+    async fn authenticate_key(&self, key: &str, wanted_org: Option<OrganizationId>) -> Result<Principal> {
+        let lookup = Self::lookup_hash(key);
+        let row = self.store.find_api_key_by_lookup(&lookup).await?.ok_or_else(Error::unauthenticated)?;
+        let now = timefmt::now_ms();
+        if !row.key.is_active || row.key.expires_at.is_some_and(|e| e <= now) {
+            return Err(Error::unauthenticated());
+        }
+        let cached = self.verified.lock().map(|m| m.get(&lookup) == Some(&row.secret_hash)).unwrap_or(false);
+        if !cached {
+            let secret = key.to_owned();
+            let hash = row.secret_hash.clone();
+            let ok = tokio::task::spawn_blocking(move || Self::verify_secret(&secret, &hash))
+                .await
+                .map_err(Error::internal)?;
+            if !ok {
+                return Err(Error::unauthenticated());
+            }
+            if let Ok(mut m) = self.verified.lock() {
+                if m.len() >= VERIFIED_CACHE_MAX {
+                    m.clear();
+                }
+                m.insert(lookup, row.secret_hash.clone());
+            }
+        }
+        if wanted_org.is_some_and(|o| o != row.key.organization_id) {
+            return Err(Error::forbidden("This API key belongs to another organization."));
+        }
+        if row.key.last_used_at.is_none_or(|t| t < now - LAST_USED_INTERVAL_MS) {
+            self.store.touch_api_key(row.key.id, now, LAST_USED_INTERVAL_MS).await?;
+        }
+        Ok(Principal {
+            kind: PrincipalKind::ApiKey(row.key.id),
+            organization_id: row.key.organization_id,
+            role: Role::Admin,
+        })
+    }
+
+    async fn authenticate_jwt(&self, token: &str, wanted_org: Option<OrganizationId>) -> Result<Principal> {
+        let mut validation = Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.leeway = 5;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|_| Error::unauthenticated())?;
+        let user = UserId::parse(&data.claims.sub).map_err(|_| Error::unauthenticated())?;
+        let memberships: Vec<Membership> = self.store.memberships(user).await?;
+        let chosen = match wanted_org {
+            Some(org) => memberships
+                .iter()
+                .find(|m| m.organization_id == org)
+                .ok_or_else(|| Error::forbidden("You are not a member of this organization."))?,
+            None => memberships.first().ok_or_else(|| Error::forbidden("You belong to no organization."))?,
+        };
+        Ok(Principal { kind: PrincipalKind::User(user), organization_id: chosen.organization_id, role: chosen.role })
+    }
+
+    /// Forgets cached verifications (after a key is revoked).
+    pub fn forget_verified(&self) {
+        if let Ok(mut m) = self.verified.lock() {
+            m.clear();
+        }
+    }
+}
+
+/// An argon2 hash of a random string, verified against when the email is unknown.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$R3Bc6cm7AZ0JcYz1aUOf0pAHO2hHk4Qq8vWcmd/x7Ms";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_have_the_prefix_and_hash_stably() {
+        let k = AuthService::generate_key();
+        assert!(k.starts_with(API_KEY_PREFIX));
+        assert_eq!(k.len(), API_KEY_PREFIX.len() + 52);
+        assert_eq!(AuthService::lookup_hash(&k), AuthService::lookup_hash(&k));
+        assert_ne!(AuthService::lookup_hash(&k), AuthService::lookup_hash(&AuthService::generate_key()));
+    }
+
+    #[test]
+    fn argon2_round_trip() {
+        let h = AuthService::hash_secret("hunter22").unwrap();
+        assert!(AuthService::verify_secret("hunter22", &h));
+        assert!(!AuthService::verify_secret("hunter23", &h));
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+    }
+}

@@ -1,0 +1,232 @@
+//! SIP trunks and phone numbers (OWNER/ADMIN, or an API key).
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use switchyard_domain::Role;
+use switchyard_domain::id::{PhoneNumberId, SipTrunkId};
+use switchyard_domain::model::{PhoneNumber, SipTrunk};
+use switchyard_store::{NewPhoneNumber, NewSipTrunk, PhoneNumberPatch, SipTrunkPatch};
+use utoipa::ToSchema;
+
+use crate::error::{Error, Result};
+use crate::{Principal, Services, validate};
+
+/// Tells "absent" (`None`) from "null" (`Some(None)`) in a PATCH body.
+fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateSipTrunkRequest {
+    pub name: String,
+    /// Host name or IP address of the trunk's SIP server.
+    pub host: String,
+    /// Default 5060.
+    pub port: Option<i64>,
+    /// `udp` (default) or `tcp`.
+    pub transport: Option<String>,
+    pub username: Option<String>,
+    /// Write-only: never returned.
+    pub password: Option<String>,
+    pub realm: Option<String>,
+    pub from_domain: Option<String>,
+    pub max_concurrent_calls: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct UpdateSipTrunkRequest {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub transport: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub username: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub password: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub realm: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub from_domain: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub max_concurrent_calls: Option<Option<i64>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatePhoneNumberRequest {
+    /// E.164.
+    pub number: String,
+    #[schema(value_type = String)]
+    pub sip_trunk_id: String,
+    /// The organization's caller ID by default; the first number becomes the default.
+    pub is_default_outbound: Option<bool>,
+    /// Agent settings for calls to this number.
+    #[schema(value_type = Option<Object>)]
+    pub inbound_agent: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct UpdatePhoneNumberRequest {
+    pub sip_trunk_id: Option<String>,
+    pub is_default_outbound: Option<bool>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Object>)]
+    pub inbound_agent: Option<Option<Value>>,
+}
+
+fn host(value: &str) -> Result<String> {
+    let h = validate::text("host", value, 253)?;
+    let ok = h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if ok { Ok(h) } else { Err(Error::validation("host", "must be a host name or an IP address")) }
+}
+
+fn transport(value: &str) -> Result<String> {
+    match value.to_ascii_lowercase().as_str() {
+        t @ ("udp" | "tcp") => Ok(t.to_owned()),
+        _ => Err(Error::validation("transport", "must be udp or tcp")),
+    }
+}
+
+fn secret_text(param: &str, value: Option<&str>) -> Result<Option<String>> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(v) if v.len() > 256 || v.chars().any(char::is_control) => {
+            Err(Error::validation(param, "must be at most 256 printable characters"))
+        }
+        Some(v) => Ok(Some(v.to_owned())),
+    }
+}
+
+fn max_calls(value: Option<i64>) -> Result<Option<i64>> {
+    value.map(|n| validate::int_range("max_concurrent_calls", n, 1, 100_000)).transpose()
+}
+
+impl Services {
+    pub async fn create_sip_trunk(&self, who: &Principal, req: CreateSipTrunkRequest) -> Result<SipTrunk> {
+        who.require_role(Role::Admin)?;
+        let new = NewSipTrunk {
+            name: validate::text("name", &req.name, 100)?,
+            host: host(&req.host)?,
+            port: validate::int_range("port", req.port.unwrap_or(5060), 1, 65_535)?,
+            transport: transport(req.transport.as_deref().unwrap_or("udp"))?,
+            username: secret_text("username", req.username.as_deref())?,
+            password: secret_text("password", req.password.as_deref())?,
+            realm: validate::opt_text("realm", req.realm.as_deref(), 253)?,
+            from_domain: validate::opt_text("from_domain", req.from_domain.as_deref(), 253)?,
+            max_concurrent_calls: max_calls(req.max_concurrent_calls)?,
+        };
+        self.store.create_sip_trunk(who.organization_id, new).await.map_err(|e| Error::from_store(e, "SIP trunk"))
+    }
+
+    pub async fn list_sip_trunks(&self, who: &Principal) -> Result<Vec<SipTrunk>> {
+        who.require_role(Role::Admin)?;
+        Ok(self.store.list_sip_trunks(who.organization_id).await?)
+    }
+
+    pub async fn get_sip_trunk(&self, who: &Principal, id: SipTrunkId) -> Result<SipTrunk> {
+        who.require_role(Role::Admin)?;
+        self.store.get_sip_trunk(who.organization_id, id).await.map_err(|e| Error::from_store(e, "SIP trunk"))
+    }
+
+    pub async fn update_sip_trunk(&self, who: &Principal, id: SipTrunkId, req: UpdateSipTrunkRequest) -> Result<SipTrunk> {
+        who.require_role(Role::Admin)?;
+        let patch = SipTrunkPatch {
+            name: req.name.as_deref().map(|n| validate::text("name", n, 100)).transpose()?,
+            host: req.host.as_deref().map(host).transpose()?,
+            port: req.port.map(|p| validate::int_range("port", p, 1, 65_535)).transpose()?,
+            transport: req.transport.as_deref().map(transport).transpose()?,
+            username: req.username.map(|u| secret_text("username", u.as_deref())).transpose()?,
+            password: req.password.map(|p| secret_text("password", p.as_deref())).transpose()?,
+            realm: req.realm.map(|r| validate::opt_text("realm", r.as_deref(), 253)).transpose()?,
+            from_domain: req.from_domain.map(|f| validate::opt_text("from_domain", f.as_deref(), 253)).transpose()?,
+            max_concurrent_calls: req.max_concurrent_calls.map(max_calls).transpose()?,
+        };
+        self.store
+            .update_sip_trunk(who.organization_id, id, patch)
+            .await
+            .map_err(|e| Error::from_store(e, "SIP trunk"))
+    }
+
+    pub async fn delete_sip_trunk(&self, who: &Principal, id: SipTrunkId) -> Result<()> {
+        who.require_role(Role::Admin)?;
+        self.store.delete_sip_trunk(who.organization_id, id).await.map_err(|e| match e {
+            switchyard_store::StoreError::Conflict(msg) => Error::new(crate::ErrorCode::InvalidState, msg),
+            other => Error::from_store(other, "SIP trunk"),
+        })
+    }
+
+    pub async fn create_phone_number(&self, who: &Principal, req: CreatePhoneNumberRequest) -> Result<PhoneNumber> {
+        who.require_role(Role::Admin)?;
+        let number = validate::e164("number", &req.number)?;
+        let trunk = SipTrunkId::parse(req.sip_trunk_id.trim()).map_err(|e| Error::bad_id("sip_trunk_id", e))?;
+        self.store
+            .get_sip_trunk(who.organization_id, trunk)
+            .await
+            .map_err(|e| Error::from_store(e, "SIP trunk").with_param("sip_trunk_id"))?;
+        if let Some(agent) = &req.inbound_agent {
+            validate::metadata("inbound_agent", agent)?;
+        }
+        let has_numbers = !self.store.list_phone_numbers(who.organization_id).await?.is_empty();
+        let new = NewPhoneNumber {
+            number,
+            sip_trunk_id: trunk,
+            is_default_outbound: req.is_default_outbound.unwrap_or(!has_numbers),
+            inbound_agent: req.inbound_agent,
+        };
+        self.store
+            .create_phone_number(who.organization_id, new)
+            .await
+            .map_err(|e| Error::from_store(e, "Phone number").with_param("number"))
+    }
+
+    pub async fn list_phone_numbers(&self, who: &Principal) -> Result<Vec<PhoneNumber>> {
+        who.require_role(Role::Admin)?;
+        Ok(self.store.list_phone_numbers(who.organization_id).await?)
+    }
+
+    pub async fn get_phone_number(&self, who: &Principal, id: PhoneNumberId) -> Result<PhoneNumber> {
+        who.require_role(Role::Admin)?;
+        self.store.get_phone_number(who.organization_id, id).await.map_err(|e| Error::from_store(e, "Phone number"))
+    }
+
+    pub async fn update_phone_number(
+        &self,
+        who: &Principal,
+        id: PhoneNumberId,
+        req: UpdatePhoneNumberRequest,
+    ) -> Result<PhoneNumber> {
+        who.require_role(Role::Admin)?;
+        let trunk = match req.sip_trunk_id.as_deref() {
+            Some(t) => {
+                let t = SipTrunkId::parse(t.trim()).map_err(|e| Error::bad_id("sip_trunk_id", e))?;
+                self.store
+                    .get_sip_trunk(who.organization_id, t)
+                    .await
+                    .map_err(|e| Error::from_store(e, "SIP trunk").with_param("sip_trunk_id"))?;
+                Some(t)
+            }
+            None => None,
+        };
+        if let Some(Some(agent)) = &req.inbound_agent {
+            validate::metadata("inbound_agent", agent)?;
+        }
+        let patch = PhoneNumberPatch {
+            sip_trunk_id: trunk,
+            is_default_outbound: req.is_default_outbound,
+            inbound_agent: req.inbound_agent,
+        };
+        self.store
+            .update_phone_number(who.organization_id, id, patch)
+            .await
+            .map_err(|e| Error::from_store(e, "Phone number"))
+    }
+
+    pub async fn delete_phone_number(&self, who: &Principal, id: PhoneNumberId) -> Result<()> {
+        who.require_role(Role::Admin)?;
+        self.store.delete_phone_number(who.organization_id, id).await.map_err(|e| Error::from_store(e, "Phone number"))
+    }
+}
