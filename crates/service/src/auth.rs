@@ -37,6 +37,8 @@ const VERIFIED_CACHE_MAX: usize = 10_000;
 pub enum PrincipalKind {
     User(UserId),
     ApiKey(ApiKeyId),
+    /// The server itself (first-run bootstrap, seeding from the config file).
+    System,
 }
 
 /// An authenticated caller acting in one organization.
@@ -48,10 +50,15 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The server acting as OWNER of `org`; never the result of a request.
+    pub fn system(org: OrganizationId) -> Self {
+        Self { kind: PrincipalKind::System, organization_id: org, role: Role::Owner }
+    }
+
     pub fn user_id(&self) -> Option<UserId> {
         match self.kind {
             PrincipalKind::User(u) => Some(u),
-            PrincipalKind::ApiKey(_) => None,
+            PrincipalKind::ApiKey(_) | PrincipalKind::System => None,
         }
     }
 
@@ -60,6 +67,7 @@ impl Principal {
         match self.kind {
             PrincipalKind::User(u) => u.to_string(),
             PrincipalKind::ApiKey(k) => k.to_string(),
+            PrincipalKind::System => "system".to_owned(),
         }
     }
 

@@ -1,0 +1,139 @@
+//! Extractors that fail with the envelope: JSON bodies, IDs in paths,
+//! query strings and the authenticated principal.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use switchyard_domain::{Id, IdKind};
+use switchyard_service::query::Params;
+use switchyard_service::{Error, ErrorCode, Principal};
+
+use crate::error::ApiError;
+
+/// A JSON body deserialised into `T`, with the raw value kept alongside.
+pub struct ApiJson<T> {
+    pub value: T,
+    pub raw: Value,
+}
+
+fn is_json(req: &Request) -> bool {
+    req.headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+/// The parameter a serde error is about: its path, plus the missing field's
+/// name when a field is missing.
+fn param_of(path: &serde_path_to_error::Path, message: &str) -> Option<String> {
+    let base = path.to_string();
+    let base = if base == "." { String::new() } else { base };
+    let missing = message.strip_prefix("missing field `").and_then(|m| m.split('`').next());
+    match (base.is_empty(), missing) {
+        (true, Some(field)) => Some(field.to_owned()),
+        (false, Some(field)) => Some(format!("{base}.{field}")),
+        (false, None) => Some(base),
+        (true, None) => None,
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(&req) {
+            return Err(ApiError(Error::new(
+                ErrorCode::UnsupportedMediaType,
+                "Expected a JSON body with Content-Type: application/json.",
+            )));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError(Error::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("The request body is larger than {} bytes.", crate::MAX_BODY_BYTES),
+                ))
+            } else {
+                ApiError(Error::validation("body", format!("Could not read the request body: {rejection}")))
+            }
+        })?;
+        let raw: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError(Error::new(ErrorCode::ValidationError, format!("Malformed JSON: {e}")).with_param("body"))
+        })?;
+        let value = serde_path_to_error::deserialize::<_, T>(&raw).map_err(|e| {
+            let message = e.inner().to_string();
+            let param = param_of(e.path(), &message);
+            let message = if message.starts_with("missing field") { "field required".to_owned() } else { message };
+            let mut err = Error::new(ErrorCode::ValidationError, message);
+            err.param = param.or_else(|| Some("body".into()));
+            ApiError(err)
+        })?;
+        Ok(ApiJson { value, raw })
+    }
+}
+
+/// The name Envoy gives a resource's path parameter.
+fn path_param<K: IdKind>() -> &'static str {
+    match K::PREFIX {
+        "call" => "call_id",
+        "load" => "load_id",
+        "key" => "api_key_id",
+        "trk" => "sip_trunk_id",
+        "pn" => "phone_number_id",
+        "ep" => "endpoint_id",
+        "msg" => "message_id",
+        _ => "id",
+    }
+}
+
+/// A prefixed (or bare UUID) ID in the path.
+pub struct PathId<K: IdKind>(pub Id<K>);
+
+impl<S: Send + Sync, K: IdKind> FromRequestParts<S> for PathId<K> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError(Error::validation(path_param::<K>(), e.body_text())))?;
+        Id::<K>::parse(raw.trim()).map(PathId).map_err(|e| ApiError(Error::bad_id(path_param::<K>(), e)))
+    }
+}
+
+/// The query string as ordered pairs.
+pub struct QueryParams(pub Params);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError(Error::validation("query", e.body_text())))?;
+        Ok(QueryParams(Params(pairs)))
+    }
+}
+
+/// The caller, authenticated by the middleware.
+pub struct Auth(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Principal>().cloned().map(Auth).ok_or_else(|| ApiError(Error::unauthenticated()))
+    }
+}
+
+/// An optional request header as text.
+pub fn header<'a>(parts: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    parts.get(name).and_then(|v| v.to_str().ok())
+}

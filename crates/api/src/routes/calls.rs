@@ -1,0 +1,136 @@
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use switchyard_domain::id::kind;
+use switchyard_domain::model::{Call, TranscriptTurn};
+use switchyard_service::calls::{CreateCallRequest, EndCallResponse, RecordingResponse};
+use switchyard_service::pagination::Paginated;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, Auth, PathId, QueryParams, header};
+use crate::middleware::{rate_limited, set_rate_headers};
+use crate::openapi::ErrorResponses;
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ListCallsQuery {
+    /// 1-based, default 1.
+    page: Option<i64>,
+    /// Default 20, at most 100.
+    page_size: Option<i64>,
+    /// One status or several, comma-separated (e.g. `QUEUED,DIALING`); case-insensitive.
+    status: Option<String>,
+    /// today, yesterday, last_7_days, last_30_days, this_month, last_month.
+    time_period: Option<String>,
+    /// YYYY-MM-DD (or an RFC 3339 datetime), inclusive, on `call_time`.
+    start_date: Option<String>,
+    /// YYYY-MM-DD (or an RFC 3339 datetime), inclusive, on `call_time`.
+    end_date: Option<String>,
+    /// Substring of the phone numbers, the load number or the call ID.
+    search: Option<String>,
+    /// INBOUND or OUTBOUND.
+    call_direction: Option<String>,
+    call_type: Option<String>,
+    /// load_… or a bare UUID.
+    load_id: Option<String>,
+    /// call_time (default) or created_at.
+    sort_by: Option<String>,
+    /// asc or desc (default).
+    sort_order: Option<String>,
+}
+
+/// Create a call: placed now, or SCHEDULED when `call_time` is in the future.
+/// With `Idempotency-Key`, the same key and body within 24 h return the first call;
+/// the same key with another body is 409 `conflict`.
+#[utoipa::path(post, path = "/calls", tag = "Calls", request_body = CreateCallRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe (24 h).")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 201, body = Call), ErrorResponses))]
+pub async fn create_call(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    headers: HeaderMap,
+    body: ApiJson<CreateCallRequest>,
+) -> Result<Response, ApiError> {
+    let decision = state.limits.call_creation.check(&who.organization_id.to_string());
+    if !decision.allowed {
+        return Ok(rate_limited(&decision));
+    }
+    let key = header(&headers, "idempotency-key");
+    let created = state.services.create_call(&who, body.value, &body.raw, key).await?;
+    let mut response = (StatusCode::CREATED, Json(created.call)).into_response();
+    set_rate_headers(response.headers_mut(), &decision);
+    if created.replayed {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// List calls with pagination, filters and search.
+#[utoipa::path(get, path = "/calls", tag = "Calls", params(ListCallsQuery),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Paginated<Call>), ErrorResponses))]
+pub async fn list_calls(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    QueryParams(params): QueryParams,
+) -> Result<Json<Paginated<Call>>, ApiError> {
+    Ok(Json(state.services.list_calls(&who, &params).await?))
+}
+
+/// Get a call.
+#[utoipa::path(get, path = "/calls/{call_id}", tag = "Calls",
+    params(("call_id" = String, Path, description = "call_… or a bare UUID")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Call), ErrorResponses))]
+pub async fn get_call(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    PathId(id): PathId<kind::Call>,
+) -> Result<Json<Call>, ApiError> {
+    Ok(Json(state.services.get_call(&who, id).await?))
+}
+
+/// End a call: a scheduled or queued call is canceled, a ringing one is
+/// cancelled (SIP CANCEL), a live one is hung up (BYE). Idempotent.
+#[utoipa::path(post, path = "/calls/{call_id}/end", tag = "Calls",
+    params(("call_id" = String, Path, description = "call_… or a bare UUID")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = EndCallResponse), ErrorResponses))]
+pub async fn end_call(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    PathId(id): PathId<kind::Call>,
+) -> Result<Json<EndCallResponse>, ApiError> {
+    Ok(Json(state.services.end_call(&who, id).await?))
+}
+
+/// A time-limited URL for the call's recording (audio/mp4).
+#[utoipa::path(get, path = "/calls/{call_id}/recording", tag = "Calls",
+    params(("call_id" = String, Path, description = "call_… or a bare UUID")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = RecordingResponse), ErrorResponses))]
+pub async fn call_recording(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    PathId(id): PathId<kind::Call>,
+) -> Result<Json<RecordingResponse>, ApiError> {
+    Ok(Json(state.services.call_recording(&who, id).await?))
+}
+
+/// The call's transcript, in time order.
+#[utoipa::path(get, path = "/calls/{call_id}/transcript", tag = "Calls",
+    params(("call_id" = String, Path, description = "call_… or a bare UUID")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses((status = 200, body = Vec<TranscriptTurn>), ErrorResponses))]
+pub async fn call_transcript(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+    PathId(id): PathId<kind::Call>,
+) -> Result<Json<Vec<TranscriptTurn>>, ApiError> {
+    Ok(Json(state.services.call_transcript(&who, id).await?))
+}

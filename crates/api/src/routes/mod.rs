@@ -1,0 +1,35 @@
+//! Route handlers, one module per resource.
+
+pub mod api_keys;
+pub mod auth;
+pub mod calls;
+pub mod health;
+pub mod loads;
+pub mod trunks;
+
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::openapi::ApiDoc;
+
+/// Every API route, with its OpenAPI description (paths without `/api/v1`).
+pub fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::login))
+        .routes(routes!(api_keys::create_api_key, api_keys::list_api_keys))
+        .routes(routes!(api_keys::get_api_key, api_keys::delete_api_key))
+        .routes(routes!(loads::upsert_load, loads::list_loads))
+        .routes(routes!(loads::get_load, loads::patch_load))
+        .routes(routes!(loads::load_calls))
+        .routes(routes!(calls::create_call, calls::list_calls))
+        .routes(routes!(calls::get_call))
+        .routes(routes!(calls::end_call))
+        .routes(routes!(calls::call_recording))
+        .routes(routes!(calls::call_transcript))
+        .routes(routes!(trunks::create_sip_trunk, trunks::list_sip_trunks))
+        .routes(routes!(trunks::get_sip_trunk, trunks::update_sip_trunk, trunks::delete_sip_trunk))
+        .routes(routes!(trunks::create_phone_number, trunks::list_phone_numbers))
+        .routes(routes!(trunks::get_phone_number, trunks::update_phone_number, trunks::delete_phone_number))
+}

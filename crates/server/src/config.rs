@@ -1,0 +1,128 @@
+//! Configuration: defaults that work with no file, then an optional TOML
+//! file, then `SWITCHYARD_*` environment variables (nested keys with `__`).
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `sqlite://path` (default) or `postgres://…`.
+    pub database_url: String,
+    pub http_addr: String,
+    pub data_dir: PathBuf,
+    /// HS256 secret for login tokens; generated into `data_dir` when absent.
+    pub jwt_secret: Option<String>,
+    pub token_ttl_seconds: u64,
+    pub rate_limit_per_second: u32,
+    pub rate_limit_burst: u32,
+    pub call_create_per_second: u32,
+    pub call_create_burst: u32,
+    pub scheduler_interval_ms: u64,
+    pub database_max_connections: u32,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// Trunks and numbers to create in the Default organization at start.
+    #[serde(default)]
+    pub sip_trunks: Vec<TrunkSeed>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkSeed {
+    pub name: String,
+    pub host: String,
+    pub port: Option<i64>,
+    pub transport: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub realm: Option<String>,
+    pub from_domain: Option<String>,
+    pub max_concurrent_calls: Option<i64>,
+    #[serde(default)]
+    pub numbers: Vec<String>,
+}
+
+const ENV_KEYS: &[&str] = &[
+    "database_url",
+    "http_addr",
+    "data_dir",
+    "jwt_secret",
+    "token_ttl_seconds",
+    "rate_limit_per_second",
+    "rate_limit_burst",
+    "call_create_per_second",
+    "call_create_burst",
+    "scheduler_interval_ms",
+    "database_max_connections",
+    "log_format",
+];
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://./data/switchyard.db".into(),
+            http_addr: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            jwt_secret: None,
+            token_ttl_seconds: 8 * 3600,
+            rate_limit_per_second: 50,
+            rate_limit_burst: 100,
+            call_create_per_second: 10,
+            call_create_burst: 20,
+            scheduler_interval_ms: 500,
+            database_max_connections: 16,
+            log_format: "text".into(),
+            sip_trunks: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                anyhow::bail!("configuration file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        // Only known keys come from the environment: other SWITCHYARD_* variables
+        // (the test suite's, say) are not configuration.
+        let env = Env::prefixed("SWITCHYARD_").split("__").filter(|k| ENV_KEYS.iter().any(|f| k.as_str().eq_ignore_ascii_case(f)));
+        let figment = figment.merge(env);
+        let config: Config = figment.extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        if !matches!(config.log_format.as_str(), "text" | "json") {
+            anyhow::bail!("configuration: log_format must be text or json");
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file_and_toml_overrides() {
+        let c = Config::default();
+        assert_eq!(c.http_addr, "127.0.0.1:8080");
+        let dir = std::env::temp_dir().join(format!("sy-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "http_addr = \"127.0.0.1:9999\"\n[[sip_trunks]]\nname = \"t\"\nhost = \"127.0.0.1\"\nnumbers = [\"+15550001111\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file)).unwrap();
+        assert_eq!(c.http_addr, "127.0.0.1:9999");
+        assert_eq!(c.sip_trunks[0].numbers, vec!["+15550001111"]);
+        std::fs::write(&file, "no_such_key = 1\n").unwrap();
+        assert!(Config::load(Some(&file)).is_err());
+    }
+}

@@ -1,0 +1,5 @@
+//! The Switchyard server: configuration, first-run bootstrap and wiring.
+
+pub mod app;
+pub mod bootstrap;
+pub mod config;
