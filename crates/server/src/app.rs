@@ -90,7 +90,7 @@ impl RunningServer {
             telephony: services.telephony.clone(),
             worker_id: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             interval: Duration::from_millis(config.scheduler_interval_ms.max(10)),
-            batch: 100,
+            batch: config.scheduler_batch.clamp(1, 10_000),
         };
         tasks.push(tokio::spawn(scheduler.run(shutdown_rx.clone())));
         let mut rx = shutdown_rx;

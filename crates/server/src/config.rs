@@ -22,6 +22,8 @@ pub struct Config {
     pub call_create_per_second: u32,
     pub call_create_burst: u32,
     pub scheduler_interval_ms: u64,
+    /// Due calls claimed per database round trip.
+    pub scheduler_batch: i64,
     pub database_max_connections: u32,
     /// `text` or `json`.
     pub log_format: String,
@@ -57,6 +59,7 @@ const ENV_KEYS: &[&str] = &[
     "call_create_per_second",
     "call_create_burst",
     "scheduler_interval_ms",
+    "scheduler_batch",
     "database_max_connections",
     "log_format",
 ];
@@ -74,6 +77,7 @@ impl Default for Config {
             call_create_per_second: 10,
             call_create_burst: 20,
             scheduler_interval_ms: 500,
+            scheduler_batch: 100,
             database_max_connections: 16,
             log_format: "text".into(),
             sip_trunks: Vec::new(),
