@@ -29,6 +29,15 @@ enum Command {
     /// Create and list organizations, users and API keys.
     #[command(subcommand)]
     Admin(Admin),
+    /// Benchmarks (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(Bench),
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// API throughput and latency with wrk, against a seeded database.
+    Api(switchyard::bench::ApiBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -158,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied ({:?})", store.backend());
             store.close().await;
         }
+        Command::Bench(Bench::Api(args)) => switchyard::bench::run_api(args).await?,
         Command::Admin(cmd) => {
             std::fs::create_dir_all(&config.data_dir)?;
             admin(&config, cmd).await?

@@ -62,6 +62,9 @@ enum Db {
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    /// SQLite has one writer at a time. Queuing writers here, in order,
+    /// avoids SQLite's busy handler, whose sleeps make long latency tails.
+    sqlite_writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool; the body is compiled
@@ -82,6 +85,7 @@ macro_rules! write_tx {
     ($store:expr, |$tx:ident| $body:expr) => {
         match &$store.db {
             $crate::Db::Sqlite(pool) => {
+                let _writer = $store.sqlite_writer.lock().await;
                 #[allow(unused_mut)]
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 $body
@@ -100,7 +104,9 @@ pub(crate) use write_tx;
 #[derive(Debug, Clone)]
 pub(crate) enum Bind {
     Text(String),
+    OptText(Option<String>),
     Int(i64),
+    Bool(bool),
 }
 
 /// Binds every value of `$binds` to `$query` in order.
@@ -110,7 +116,9 @@ macro_rules! bind_all {
         for b in $binds {
             q = match b {
                 $crate::Bind::Text(s) => q.bind(s.clone()),
+                $crate::Bind::OptText(s) => q.bind(s.clone()),
                 $crate::Bind::Int(i) => q.bind(*i),
+                $crate::Bind::Bool(b) => q.bind(*b),
             };
         }
         q
@@ -141,7 +149,7 @@ impl Store {
                 .acquire_timeout(options.acquire_timeout)
                 .connect(url)
                 .await?;
-            return Ok(Self { db: Db::Postgres(pool) });
+            return Ok(Self { db: Db::Postgres(pool), sqlite_writer: Default::default() });
         }
         let path_part = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         let file = path_part.split('?').next().unwrap_or_default();
@@ -165,7 +173,7 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Self { db: Db::Sqlite(pool) })
+        Ok(Self { db: Db::Sqlite(pool), sqlite_writer: Default::default() })
     }
 
     pub fn backend(&self) -> Backend {
