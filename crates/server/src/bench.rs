@@ -82,11 +82,18 @@ fn parse_wrk(output: &str) -> anyhow::Result<WrkResult> {
     Ok(result)
 }
 
+/// Runs wrk for `args.duration` seconds after a 2-second warm-up run whose
+/// figures are discarded (connections, caches and prepared statements).
 fn run_wrk(args: &ApiBenchArgs, base: &str, script: Option<&Path>) -> anyhow::Result<WrkResult> {
+    wrk_once(args, base, script, 2)?;
+    wrk_once(args, base, script, args.duration)
+}
+
+fn wrk_once(args: &ApiBenchArgs, base: &str, script: Option<&Path>, seconds: u64) -> anyhow::Result<WrkResult> {
     let mut cmd = Command::new("wrk");
     cmd.arg(format!("-t{}", args.threads))
         .arg(format!("-c{}", args.connections))
-        .arg(format!("-d{}s", args.duration))
+        .arg(format!("-d{seconds}s"))
         .arg("--latency");
     if let Some(s) = script {
         cmd.arg("-s").arg(s);
@@ -102,7 +109,9 @@ fn lua_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-pub async fn run_api(args: ApiBenchArgs) -> anyhow::Result<()> {
+/// Runs the API benchmark with `base`'s settings (pool size and the like),
+/// on a scratch data directory and with rate limits out of the way.
+pub async fn run_api(base: &Config, args: ApiBenchArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("switchyard-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     let config = Config {
@@ -117,7 +126,9 @@ pub async fn run_api(args: ApiBenchArgs) -> anyhow::Result<()> {
         call_create_per_second: 1_000_000_000,
         call_create_burst: 1_000_000_000,
         scheduler_interval_ms: 3_600_000,
-        ..Config::default()
+        jwt_secret: None,
+        sip_trunks: Vec::new(),
+        ..base.clone()
     };
     let server = RunningServer::start(&config).await?;
     let result = measure(&args, &server, &dir).await;

@@ -167,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied ({:?})", store.backend());
             store.close().await;
         }
-        Command::Bench(Bench::Api(args)) => switchyard::bench::run_api(args).await?,
+        Command::Bench(Bench::Api(args)) => switchyard::bench::run_api(&config, args).await?,
         Command::Admin(cmd) => {
             std::fs::create_dir_all(&config.data_dir)?;
             admin(&config, cmd).await?

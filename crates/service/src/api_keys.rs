@@ -58,7 +58,7 @@ impl Services {
         who.require_user()?;
         who.require_role(Role::Admin)?;
         self.store.deactivate_api_key(who.organization_id, id).await.map_err(|e| Error::from_store(e, "API key"))?;
-        self.auth.forget_verified();
+        self.auth.forget_cached_keys();
         Ok(())
     }
 }

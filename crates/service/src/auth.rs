@@ -3,13 +3,14 @@
 //! API keys are `sy_live_` + 32 random bytes in base32. The store keeps an
 //! HMAC of the key (indexed, for lookup) and an argon2 hash (to verify);
 //! neither lets anyone recover the key. Verifying argon2 on every request
-//! would cost tens of milliseconds, so a successful verification is
-//! remembered in memory per (lookup hash, stored hash); the row itself (is
-//! the key active? expired?) is read on every request.
+//! would cost tens of milliseconds, so a verified key's row is kept in
+//! memory for [`KEY_CACHE_TTL`]: expiry is checked on every request, a key
+//! revoked through this process stops at once, one revoked through another
+//! process within the TTL.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::PasswordHasher;
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
@@ -21,7 +22,7 @@ use sha2::Sha256;
 use switchyard_domain::id::{ApiKeyId, OrganizationId, UserId};
 use switchyard_domain::model::{ApiKey, Membership, User};
 use switchyard_domain::{Role, timefmt};
-use switchyard_store::{NewApiKey, NewUser, Store};
+use switchyard_store::{ApiKeyAuthRow, NewApiKey, NewUser, Store};
 
 use crate::error::{Error, ErrorCode, Result};
 
@@ -31,7 +32,15 @@ pub const API_KEY_PREFIX: &str = "sy_live_";
 /// constant keeps lookups valid across processes and secret rotations.
 const LOOKUP_KEY: &[u8] = b"switchyard api-key lookup v1";
 const LAST_USED_INTERVAL_MS: i64 = 60_000;
-const VERIFIED_CACHE_MAX: usize = 10_000;
+/// How long a verified key's row is trusted without re-reading it.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+const KEY_CACHE_MAX: usize = 10_000;
+
+/// A verified key's row, as read at `fetched`.
+struct CachedKey {
+    row: ApiKeyAuthRow,
+    fetched: Instant,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrincipalKind {
@@ -108,7 +117,8 @@ pub struct AuthService {
     encoding: EncodingKey,
     decoding: DecodingKey,
     token_ttl: Duration,
-    verified: Mutex<HashMap<String, String>>,
+    /// Verified keys by lookup hash.
+    keys: Mutex<HashMap<String, CachedKey>>,
 }
 
 impl AuthService {
@@ -118,7 +128,7 @@ impl AuthService {
             encoding: EncodingKey::from_secret(jwt_secret),
             decoding: DecodingKey::from_secret(jwt_secret),
             token_ttl,
-            verified: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
         }
     }
 
@@ -222,32 +232,51 @@ impl AuthService {
 
     async fn authenticate_key(&self, key: &str, wanted_org: Option<OrganizationId>) -> Result<Principal> {
         let lookup = Self::lookup_hash(key);
-        let row = self.store.find_api_key_by_lookup(&lookup).await?.ok_or_else(Error::unauthenticated)?;
+        // (fresh row, hash this key was verified against) from the cache.
+        let cached = self.keys.lock().ok().and_then(|m| {
+            m.get(&lookup).map(|c| ((c.fetched.elapsed() < KEY_CACHE_TTL).then(|| c.row.clone()), c.row.secret_hash.clone()))
+        });
+        let (fresh, verified_hash) = match cached {
+            Some((fresh, hash)) => (fresh, Some(hash)),
+            None => (None, None),
+        };
+        let row = match fresh {
+            Some(row) => row,
+            None => {
+                let row = self.store.find_api_key_by_lookup(&lookup).await?.ok_or_else(Error::unauthenticated)?;
+                // Argon2 only the first time: a refresh just re-reads the row.
+                if verified_hash.as_deref() != Some(row.secret_hash.as_str()) {
+                    let secret = key.to_owned();
+                    let hash = row.secret_hash.clone();
+                    let ok = tokio::task::spawn_blocking(move || Self::verify_secret(&secret, &hash))
+                        .await
+                        .map_err(Error::internal)?;
+                    if !ok {
+                        return Err(Error::unauthenticated());
+                    }
+                }
+                if let Ok(mut m) = self.keys.lock() {
+                    if m.len() >= KEY_CACHE_MAX {
+                        m.clear();
+                    }
+                    m.insert(lookup.clone(), CachedKey { row: row.clone(), fetched: Instant::now() });
+                }
+                row
+            }
+        };
         let now = timefmt::now_ms();
         if !row.key.is_active || row.key.expires_at.is_some_and(|e| e <= now) {
             return Err(Error::unauthenticated());
-        }
-        let cached = self.verified.lock().map(|m| m.get(&lookup) == Some(&row.secret_hash)).unwrap_or(false);
-        if !cached {
-            let secret = key.to_owned();
-            let hash = row.secret_hash.clone();
-            let ok = tokio::task::spawn_blocking(move || Self::verify_secret(&secret, &hash))
-                .await
-                .map_err(Error::internal)?;
-            if !ok {
-                return Err(Error::unauthenticated());
-            }
-            if let Ok(mut m) = self.verified.lock() {
-                if m.len() >= VERIFIED_CACHE_MAX {
-                    m.clear();
-                }
-                m.insert(lookup, row.secret_hash.clone());
-            }
         }
         if wanted_org.is_some_and(|o| o != row.key.organization_id) {
             return Err(Error::forbidden("This API key belongs to another organization."));
         }
         if row.key.last_used_at.is_none_or(|t| t < now - LAST_USED_INTERVAL_MS) {
+            if let Ok(mut m) = self.keys.lock() {
+                if let Some(c) = m.get_mut(&lookup) {
+                    c.row.key.last_used_at = Some(now);
+                }
+            }
             self.store.touch_api_key(row.key.id, now, LAST_USED_INTERVAL_MS).await?;
         }
         Ok(Principal {
@@ -274,9 +303,9 @@ impl AuthService {
         Ok(Principal { kind: PrincipalKind::User(user), organization_id: chosen.organization_id, role: chosen.role })
     }
 
-    /// Forgets cached verifications (after a key is revoked).
-    pub fn forget_verified(&self) {
-        if let Ok(mut m) = self.verified.lock() {
+    /// Forgets cached keys (after a key is revoked).
+    pub fn forget_cached_keys(&self) {
+        if let Ok(mut m) = self.keys.lock() {
             m.clear();
         }
     }
