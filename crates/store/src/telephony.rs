@@ -212,7 +212,17 @@ impl Store {
     /// Deletes a trunk that no phone number uses.
     pub async fn delete_sip_trunk(&self, org: OrganizationId, id: SipTrunkId) -> Result<()> {
         let id_text = id.uuid().to_string();
+        let org_text = org.uuid().to_string();
         write_tx!(self, |tx| {
+            // Existence first, scoped to the organization: another's trunk is "not found".
+            let exists: Option<String> = sqlx::query_scalar("SELECT id FROM sip_trunks WHERE organization_id = $1 AND id = $2")
+                .bind(&org_text)
+                .bind(&id_text)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound);
+            }
             let in_use: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM phone_numbers WHERE sip_trunk_id = $1")
                 .bind(&id_text)
                 .fetch_one(&mut *tx)
@@ -220,15 +230,11 @@ impl Store {
             if in_use > 0 {
                 return Err(StoreError::Conflict("phone numbers still use this SIP trunk".into()));
             }
-            let done = sqlx::query("DELETE FROM sip_trunks WHERE organization_id = $1 AND id = $2")
-                .bind(org.uuid().to_string())
+            sqlx::query("DELETE FROM sip_trunks WHERE organization_id = $1 AND id = $2")
+                .bind(&org_text)
                 .bind(&id_text)
                 .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if done == 0 {
-                return Err(StoreError::NotFound);
-            }
+                .await?;
             tx.commit().await?;
         });
         Ok(())
