@@ -31,20 +31,6 @@ fn is_json(req: &Request) -> bool {
         .unwrap_or(false)
 }
 
-/// The parameter a serde error is about: its path, plus the missing field's
-/// name when a field is missing.
-fn param_of(path: &serde_path_to_error::Path, message: &str) -> Option<String> {
-    let base = path.to_string();
-    let base = if base == "." { String::new() } else { base };
-    let missing = message.strip_prefix("missing field `").and_then(|m| m.split('`').next());
-    match (base.is_empty(), missing) {
-        (true, Some(field)) => Some(field.to_owned()),
-        (false, Some(field)) => Some(format!("{base}.{field}")),
-        (false, None) => Some(base),
-        (true, None) => None,
-    }
-}
-
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
@@ -68,14 +54,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         let raw: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError(Error::new(ErrorCode::ValidationError, format!("Malformed JSON: {e}")).with_param("body"))
         })?;
-        let value = serde_path_to_error::deserialize::<_, T>(&raw).map_err(|e| {
-            let message = e.inner().to_string();
-            let param = param_of(e.path(), &message);
-            let message = if message.starts_with("missing field") { "field required".to_owned() } else { message };
-            let mut err = Error::new(ErrorCode::ValidationError, message);
-            err.param = param.or_else(|| Some("body".into()));
-            ApiError(err)
-        })?;
+        let value = switchyard_service::validate::deserialize::<T>(&raw).map_err(ApiError)?;
         Ok(ApiJson { value, raw })
     }
 }

@@ -37,6 +37,28 @@ pub struct LoadUpsertResponse {
     pub operation: String,
 }
 
+impl LoadInput {
+    /// Reads a load from JSON. `LoadDetails` is read on its own (not through
+    /// `#[serde(flatten)]`) so that an error names the field at fault.
+    pub fn from_json(value: Value) -> Result<Self> {
+        let Value::Object(mut map) = value else {
+            return Err(Error::validation("body", "must be a JSON object"));
+        };
+        let load_number = match map.remove("load_number") {
+            Some(Value::String(s)) => s,
+            None | Some(Value::Null) => return Err(Error::validation("load_number", "field required")),
+            Some(_) => return Err(Error::validation("load_number", "must be a string")),
+        };
+        let tms_load_id = match map.remove("tms_load_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => return Err(Error::validation("tms_load_id", "must be a string")),
+        };
+        let details = validate::deserialize::<LoadDetails>(&Value::Object(map))?;
+        Ok(Self { load_number, tms_load_id, details })
+    }
+}
+
 const FIELDS_FIXED_BY_SERVER: &[&str] = &["id", "organization_id", "created_at", "updated_at"];
 
 fn validate_input(input: &mut LoadInput) -> Result<()> {
@@ -123,11 +145,7 @@ impl Services {
             }
             target.insert(key, value);
         }
-        let mut input: LoadInput = serde_json::from_value(merged).map_err(|e| {
-            let msg = e.to_string();
-            let param = msg.split('`').nth(1).unwrap_or("body").to_owned();
-            Error::validation(param, msg)
-        })?;
+        let mut input = LoadInput::from_json(merged)?;
         validate_input(&mut input)?;
         let updated = Load {
             load_number: input.load_number,

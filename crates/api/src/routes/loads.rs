@@ -34,9 +34,9 @@ pub struct ListLoadsQuery {
 pub async fn upsert_load(
     State(state): State<AppState>,
     Auth(who): Auth,
-    body: ApiJson<LoadInput>,
+    body: ApiJson<Value>,
 ) -> Result<(StatusCode, Json<LoadUpsertResponse>), ApiError> {
-    let out = state.services.upsert_load(&who, body.value).await?;
+    let out = state.services.upsert_load(&who, LoadInput::from_json(body.value)?).await?;
     let status = if out.operation == "created" { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(out)))
 }
