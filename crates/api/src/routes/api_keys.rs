@@ -14,7 +14,7 @@ use crate::openapi::ErrorResponses;
 /// Create an API key (bearer token required; OWNER or ADMIN). The key is shown only here.
 #[utoipa::path(post, path = "/api-keys", tag = "API Keys", request_body = CreateApiKeyRequest,
     security(("bearer" = [])),
-    responses((status = 201, body = CreatedApiKey), ErrorResponses))]
+    responses((status = 201, description = "Created", body = CreatedApiKey), ErrorResponses))]
 pub async fn create_api_key(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -25,7 +25,7 @@ pub async fn create_api_key(
 
 /// List the organization's API keys (without key values; bearer token required).
 #[utoipa::path(get, path = "/api-keys", tag = "API Keys", security(("bearer" = [])),
-    responses((status = 200, body = Vec<ApiKey>), ErrorResponses))]
+    responses((status = 200, description = "OK", body = Vec<ApiKey>), ErrorResponses))]
 pub async fn list_api_keys(State(state): State<AppState>, Auth(who): Auth) -> Result<Json<Vec<ApiKey>>, ApiError> {
     Ok(Json(state.services.list_api_keys(&who).await?))
 }
@@ -33,7 +33,7 @@ pub async fn list_api_keys(State(state): State<AppState>, Auth(who): Auth) -> Re
 /// Get an API key (bearer token required).
 #[utoipa::path(get, path = "/api-keys/{api_key_id}", tag = "API Keys", security(("bearer" = [])),
     params(("api_key_id" = String, Path, description = "key_… or a bare UUID")),
-    responses((status = 200, body = ApiKey), ErrorResponses))]
+    responses((status = 200, description = "OK", body = ApiKey), ErrorResponses))]
 pub async fn get_api_key(
     State(state): State<AppState>,
     Auth(who): Auth,

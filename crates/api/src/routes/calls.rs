@@ -49,7 +49,7 @@ pub struct ListCallsQuery {
 #[utoipa::path(post, path = "/calls", tag = "Calls", request_body = CreateCallRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe (24 h).")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 201, body = Call), ErrorResponses))]
+    responses((status = 201, description = "Created", body = Call), ErrorResponses))]
 pub async fn create_call(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -73,7 +73,7 @@ pub async fn create_call(
 /// List calls with pagination, filters and search.
 #[utoipa::path(get, path = "/calls", tag = "Calls", params(ListCallsQuery),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = Paginated<Call>), ErrorResponses))]
+    responses((status = 200, description = "OK", body = Paginated<Call>), ErrorResponses))]
 pub async fn list_calls(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -86,7 +86,7 @@ pub async fn list_calls(
 #[utoipa::path(get, path = "/calls/{call_id}", tag = "Calls",
     params(("call_id" = String, Path, description = "call_… or a bare UUID")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = Call), ErrorResponses))]
+    responses((status = 200, description = "OK", body = Call), ErrorResponses))]
 pub async fn get_call(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -100,7 +100,7 @@ pub async fn get_call(
 #[utoipa::path(post, path = "/calls/{call_id}/end", tag = "Calls",
     params(("call_id" = String, Path, description = "call_… or a bare UUID")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = EndCallResponse), ErrorResponses))]
+    responses((status = 200, description = "OK", body = EndCallResponse), ErrorResponses))]
 pub async fn end_call(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -113,7 +113,7 @@ pub async fn end_call(
 #[utoipa::path(get, path = "/calls/{call_id}/recording", tag = "Calls",
     params(("call_id" = String, Path, description = "call_… or a bare UUID")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = RecordingResponse), ErrorResponses))]
+    responses((status = 200, description = "OK", body = RecordingResponse), ErrorResponses))]
 pub async fn call_recording(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -126,7 +126,7 @@ pub async fn call_recording(
 #[utoipa::path(get, path = "/calls/{call_id}/transcript", tag = "Calls",
     params(("call_id" = String, Path, description = "call_… or a bare UUID")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = Vec<TranscriptTurn>), ErrorResponses))]
+    responses((status = 200, description = "OK", body = Vec<TranscriptTurn>), ErrorResponses))]
 pub async fn call_transcript(
     State(state): State<AppState>,
     Auth(who): Auth,

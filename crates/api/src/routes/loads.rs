@@ -44,7 +44,7 @@ pub async fn upsert_load(
 /// List loads, newest first.
 #[utoipa::path(get, path = "/loads", tag = "Loads", params(ListLoadsQuery),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = Paginated<Load>), ErrorResponses))]
+    responses((status = 200, description = "OK", body = Paginated<Load>), ErrorResponses))]
 pub async fn list_loads(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -57,7 +57,7 @@ pub async fn list_loads(
 #[utoipa::path(get, path = "/loads/{load_id}", tag = "Loads",
     params(("load_id" = String, Path, description = "load_… or a bare UUID")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = Load), ErrorResponses))]
+    responses((status = 200, description = "OK", body = Load), ErrorResponses))]
 pub async fn get_load(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -70,7 +70,7 @@ pub async fn get_load(
 #[utoipa::path(patch, path = "/loads/{load_id}", tag = "Loads", request_body = Object,
     params(("load_id" = String, Path, description = "load_… or a bare UUID")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = Load), ErrorResponses))]
+    responses((status = 200, description = "OK", body = Load), ErrorResponses))]
 pub async fn patch_load(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -84,7 +84,7 @@ pub async fn patch_load(
 #[utoipa::path(get, path = "/loads/{load_id}/calls", tag = "Loads",
     params(("load_id" = String, Path, description = "load_… or a bare UUID")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = Vec<Call>), ErrorResponses))]
+    responses((status = 200, description = "OK", body = Vec<Call>), ErrorResponses))]
 pub async fn load_calls(
     State(state): State<AppState>,
     Auth(who): Auth,

@@ -16,7 +16,7 @@ use crate::openapi::ErrorResponses;
 /// Add a SIP trunk (OWNER/ADMIN or an API key). The password is write-only.
 #[utoipa::path(post, path = "/sip-trunks", tag = "SIP Trunks", request_body = CreateSipTrunkRequest,
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 201, body = SipTrunk), ErrorResponses))]
+    responses((status = 201, description = "Created", body = SipTrunk), ErrorResponses))]
 pub async fn create_sip_trunk(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -27,7 +27,7 @@ pub async fn create_sip_trunk(
 
 /// List SIP trunks.
 #[utoipa::path(get, path = "/sip-trunks", tag = "SIP Trunks", security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = Vec<SipTrunk>), ErrorResponses))]
+    responses((status = 200, description = "OK", body = Vec<SipTrunk>), ErrorResponses))]
 pub async fn list_sip_trunks(State(state): State<AppState>, Auth(who): Auth) -> Result<Json<Vec<SipTrunk>>, ApiError> {
     Ok(Json(state.services.list_sip_trunks(&who).await?))
 }
@@ -36,7 +36,7 @@ pub async fn list_sip_trunks(State(state): State<AppState>, Auth(who): Auth) -> 
 #[utoipa::path(get, path = "/sip-trunks/{sip_trunk_id}", tag = "SIP Trunks",
     params(("sip_trunk_id" = String, Path, description = "trk_… or a bare UUID")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = SipTrunk), ErrorResponses))]
+    responses((status = 200, description = "OK", body = SipTrunk), ErrorResponses))]
 pub async fn get_sip_trunk(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -49,7 +49,7 @@ pub async fn get_sip_trunk(
 #[utoipa::path(patch, path = "/sip-trunks/{sip_trunk_id}", tag = "SIP Trunks", request_body = UpdateSipTrunkRequest,
     params(("sip_trunk_id" = String, Path, description = "trk_… or a bare UUID")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = SipTrunk), ErrorResponses))]
+    responses((status = 200, description = "OK", body = SipTrunk), ErrorResponses))]
 pub async fn update_sip_trunk(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -76,7 +76,7 @@ pub async fn delete_sip_trunk(
 /// Add a phone number (E.164) reached through a SIP trunk.
 #[utoipa::path(post, path = "/phone-numbers", tag = "Phone Numbers", request_body = CreatePhoneNumberRequest,
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 201, body = PhoneNumber), ErrorResponses))]
+    responses((status = 201, description = "Created", body = PhoneNumber), ErrorResponses))]
 pub async fn create_phone_number(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -87,7 +87,7 @@ pub async fn create_phone_number(
 
 /// List phone numbers.
 #[utoipa::path(get, path = "/phone-numbers", tag = "Phone Numbers", security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = Vec<PhoneNumber>), ErrorResponses))]
+    responses((status = 200, description = "OK", body = Vec<PhoneNumber>), ErrorResponses))]
 pub async fn list_phone_numbers(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -99,7 +99,7 @@ pub async fn list_phone_numbers(
 #[utoipa::path(get, path = "/phone-numbers/{phone_number_id}", tag = "Phone Numbers",
     params(("phone_number_id" = String, Path, description = "pn_… or a bare UUID")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = PhoneNumber), ErrorResponses))]
+    responses((status = 200, description = "OK", body = PhoneNumber), ErrorResponses))]
 pub async fn get_phone_number(
     State(state): State<AppState>,
     Auth(who): Auth,
@@ -113,7 +113,7 @@ pub async fn get_phone_number(
     request_body = UpdatePhoneNumberRequest,
     params(("phone_number_id" = String, Path, description = "pn_… or a bare UUID")),
     security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, body = PhoneNumber), ErrorResponses))]
+    responses((status = 200, description = "OK", body = PhoneNumber), ErrorResponses))]
 pub async fn update_phone_number(
     State(state): State<AppState>,
     Auth(who): Auth,
