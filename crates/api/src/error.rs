@@ -40,13 +40,20 @@ impl IntoResponse for ApiError {
             // The cause stays in the log (with the request's span and ID), never in the body.
             tracing::error!(error = %source, error_chain = ?source, "internal error");
         }
-        let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = ErrorEnvelope { error: ErrorBody { code: e.code.as_str().to_owned(), message: e.message, param: e.param } };
+        let status =
+            StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = ErrorEnvelope {
+            error: ErrorBody {
+                code: e.code.as_str().to_owned(),
+                message: e.message,
+                param: e.param,
+            },
+        };
         let mut response = (status, axum::Json(body)).into_response();
-        if let Some(secs) = e.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let Some(secs) = e.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
         }
         response
     }
@@ -57,10 +64,17 @@ pub async fn route_not_found() -> ApiError {
 }
 
 pub async fn method_not_allowed() -> ApiError {
-    ApiError(Error::new(ErrorCode::MethodNotAllowed, "This route does not accept this HTTP method."))
+    ApiError(Error::new(
+        ErrorCode::MethodNotAllowed,
+        "This route does not accept this HTTP method.",
+    ))
 }
 
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
-    ApiError(Error::new(ErrorCode::InternalError, "An internal error occurred.")).into_response()
+    ApiError(Error::new(
+        ErrorCode::InternalError,
+        "An internal error occurred.",
+    ))
+    .into_response()
 }

@@ -26,7 +26,8 @@ fn is_json(req: &Request) -> bool {
         .and_then(|v| v.split(';').next())
         .map(|mime| {
             let mime = mime.trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
         .unwrap_or(false)
 }
@@ -45,14 +46,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError(Error::new(
                     ErrorCode::PayloadTooLarge,
-                    format!("The request body is larger than {} bytes.", crate::MAX_BODY_BYTES),
+                    format!(
+                        "The request body is larger than {} bytes.",
+                        crate::MAX_BODY_BYTES
+                    ),
                 ))
             } else {
-                ApiError(Error::validation("body", format!("Could not read the request body: {rejection}")))
+                ApiError(Error::validation(
+                    "body",
+                    format!("Could not read the request body: {rejection}"),
+                ))
             }
         })?;
         let raw: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError(Error::new(ErrorCode::ValidationError, format!("Malformed JSON: {e}")).with_param("body"))
+            ApiError(
+                Error::new(ErrorCode::ValidationError, format!("Malformed JSON: {e}"))
+                    .with_param("body"),
+            )
         })?;
         let value = switchyard_service::validate::deserialize::<T>(&raw).map_err(ApiError)?;
         Ok(ApiJson { value, raw })
@@ -83,7 +93,9 @@ impl<S: Send + Sync, K: IdKind> FromRequestParts<S> for PathId<K> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError(Error::validation(path_param::<K>(), e.body_text())))?;
-        Id::<K>::parse(raw.trim()).map(PathId).map_err(|e| ApiError(Error::bad_id(path_param::<K>(), e)))
+        Id::<K>::parse(raw.trim())
+            .map(PathId)
+            .map_err(|e| ApiError(Error::bad_id(path_param::<K>(), e)))
     }
 }
 
@@ -108,7 +120,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Principal>().cloned().map(Auth).ok_or_else(|| ApiError(Error::unauthenticated()))
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .map(Auth)
+            .ok_or_else(|| ApiError(Error::unauthenticated()))
     }
 }
 

@@ -37,7 +37,10 @@ pub struct AppState {
 /// The whole application: API routes in both forms, health, metrics, docs.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = routes::api_router().split_for_parts();
-    let api = api.layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate));
+    let api = api.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        middleware::authenticate,
+    ));
     let request_id = axum::http::HeaderName::from_static("x-request-id");
     Router::new()
         .nest("/api/v1", api.clone())

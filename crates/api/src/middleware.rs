@@ -17,9 +17,15 @@ use crate::rate_limit::Decision;
 fn credential(headers: &HeaderMap) -> Result<Option<&str>, Error> {
     if let Some(key) = headers.get("x-api-key") {
         let key = key.to_str().map_err(|_| Error::unauthenticated())?.trim();
-        return if key.is_empty() { Err(Error::unauthenticated()) } else { Ok(Some(key)) };
+        return if key.is_empty() {
+            Err(Error::unauthenticated())
+        } else {
+            Ok(Some(key))
+        };
     }
-    let Some(auth) = headers.get(header::AUTHORIZATION) else { return Ok(None) };
+    let Some(auth) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
     let auth = auth.to_str().map_err(|_| Error::unauthenticated())?.trim();
     let (scheme, token) = auth.split_once(' ').ok_or_else(Error::unauthenticated)?;
     if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
@@ -43,7 +49,13 @@ pub fn set_rate_headers(headers: &mut HeaderMap, d: &Decision) {
 }
 
 pub fn rate_limited(d: &Decision) -> Response {
-    let mut e = Error::new(ErrorCode::RateLimitExceeded, format!("Rate limit exceeded. Retry after {} seconds.", d.retry_after_secs));
+    let mut e = Error::new(
+        ErrorCode::RateLimitExceeded,
+        format!(
+            "Rate limit exceeded. Retry after {} seconds.",
+            d.retry_after_secs
+        ),
+    );
     e.retry_after = Some(d.retry_after_secs);
     let mut response = ApiError(e).into_response();
     set_rate_headers(response.headers_mut(), d);
@@ -56,7 +68,10 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let headers = req.headers();
     let principal = match credential(headers) {
         Ok(Some(token)) => {
-            let org = headers.get("x-organization-id").and_then(|v| v.to_str().ok()).filter(|v| !v.trim().is_empty());
+            let org = headers
+                .get("x-organization-id")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.trim().is_empty());
             match state.services.auth.authenticate(token, org).await {
                 Ok(p) => Some(p),
                 Err(e) => return ApiError(e).into_response(),
@@ -68,7 +83,10 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let rate_key = match &principal {
         Some(p) => p.rate_key(),
         None => {
-            let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+            let ip = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string());
             format!("ip:{}", ip.unwrap_or_default())
         }
     };
@@ -101,12 +119,17 @@ pub async fn record_metrics(req: Request, next: Next) -> Response {
     let status = response.status().as_u16().to_string();
     let labels = [("method", method), ("route", route), ("status", status)];
     metrics::counter!("switchyard_http_requests_total", &labels).increment(1);
-    metrics::histogram!("switchyard_http_request_duration_seconds", &labels[..2]).record(start.elapsed().as_secs_f64());
+    metrics::histogram!("switchyard_http_request_duration_seconds", &labels[..2])
+        .record(start.elapsed().as_secs_f64());
     response
 }
 
 /// The tracing span of a request, carrying its request ID.
 pub fn make_span(req: &Request) -> tracing::Span {
-    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
     tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
 }

@@ -32,11 +32,16 @@ impl Modify for Security {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("A JWT from POST /auth/login, or an API key (sy_live_…)."))
+                    .description(Some(
+                        "A JWT from POST /auth/login, or an API key (sy_live_…).",
+                    ))
                     .build(),
             ),
         );
-        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
     }
 }
 

@@ -9,7 +9,8 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+type Keyed =
+    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
 #[derive(Debug, Clone, Copy)]
 pub struct RateLimitConfig {
@@ -40,7 +41,10 @@ impl Bucket {
         let per_second = NonZeroU32::new(config.per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::per_second(per_second).allow_burst(burst);
-        Self { limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(), config }
+        Self {
+            limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+            config,
+        }
     }
 
     pub fn check(&self, key: &str) -> Decision {
@@ -85,7 +89,10 @@ pub struct Limits {
 
 impl Limits {
     pub fn new(requests: RateLimitConfig, call_creation: RateLimitConfig) -> Self {
-        Self { requests: Bucket::new(requests), call_creation: Bucket::new(call_creation) }
+        Self {
+            requests: Bucket::new(requests),
+            call_creation: Bucket::new(call_creation),
+        }
     }
 
     pub fn shrink(&self) {

@@ -89,7 +89,10 @@ impl CallStatus {
     /// A call that is on the wire (or about to be) and must be hung up or
     /// cancelled by the telephony engine rather than just marked.
     pub const fn is_live(self) -> bool {
-        matches!(self, CallStatus::Dialing | CallStatus::Ringing | CallStatus::InProgress)
+        matches!(
+            self,
+            CallStatus::Dialing | CallStatus::Ringing | CallStatus::InProgress
+        )
     }
 
     /// Applies an event; returns the new status or why it cannot happen.
@@ -169,14 +172,24 @@ mod tests {
 
     fn start() -> impl Strategy<Value = CallStatus> {
         // Outbound calls start SCHEDULED or QUEUED; inbound ones RINGING.
-        proptest::sample::select(&[CallStatus::Scheduled, CallStatus::Queued, CallStatus::Ringing][..])
+        proptest::sample::select(
+            &[
+                CallStatus::Scheduled,
+                CallStatus::Queued,
+                CallStatus::Ringing,
+            ][..],
+        )
     }
 
     /// The states a call may have passed through before reaching `status`.
     fn answered_requires_ringing_or_dialing(history: &[CallStatus]) -> bool {
         history.iter().enumerate().all(|(i, s)| match s {
             CallStatus::InProgress => {
-                i > 0 && matches!(history[i - 1], CallStatus::Dialing | CallStatus::Ringing | CallStatus::InProgress)
+                i > 0
+                    && matches!(
+                        history[i - 1],
+                        CallStatus::Dialing | CallStatus::Ringing | CallStatus::InProgress
+                    )
             }
             CallStatus::Completed => i > 0 && history[i - 1] == CallStatus::InProgress,
             _ => true,
@@ -223,7 +236,13 @@ mod tests {
     #[test]
     fn the_happy_path() {
         let mut s = CallStatus::Scheduled;
-        for e in [CallEvent::Due, CallEvent::DialStarted, CallEvent::Ringing, CallEvent::Answered, CallEvent::HungUp] {
+        for e in [
+            CallEvent::Due,
+            CallEvent::DialStarted,
+            CallEvent::Ringing,
+            CallEvent::Answered,
+            CallEvent::HungUp,
+        ] {
             s = s.apply(e).unwrap();
         }
         assert_eq!(s, CallStatus::Completed);
@@ -231,7 +250,10 @@ mod tests {
 
     #[test]
     fn parse_is_case_insensitive() {
-        assert_eq!(CallStatus::parse("in_progress"), Some(CallStatus::InProgress));
+        assert_eq!(
+            CallStatus::parse("in_progress"),
+            Some(CallStatus::InProgress)
+        );
         assert_eq!(CallStatus::parse("LIVE"), None);
     }
 }

@@ -76,7 +76,10 @@ impl<K: IdKind> Id<K> {
     }
 
     pub const fn from_uuid(uuid: Uuid) -> Self {
-        Self { uuid, kind: PhantomData }
+        Self {
+            uuid,
+            kind: PhantomData,
+        }
     }
 
     pub fn uuid(&self) -> Uuid {
@@ -100,11 +103,15 @@ impl<K: IdKind> Id<K> {
         };
         // Envoy's pattern is the hyphenated form; other UUID spellings are not IDs.
         if uuid_part.len() != 36 {
-            return Err(IdError::Malformed { expected: K::PREFIX });
+            return Err(IdError::Malformed {
+                expected: K::PREFIX,
+            });
         }
         Uuid::parse_str(uuid_part)
             .map(Self::from_uuid)
-            .map_err(|_| IdError::Malformed { expected: K::PREFIX })
+            .map_err(|_| IdError::Malformed {
+                expected: K::PREFIX,
+            })
     }
 }
 
@@ -177,7 +184,10 @@ impl<'de, K: IdKind> serde::Deserialize<'de> for Id<K> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
     #[error("expected an ID starting with '{expected}_', got prefix '{found}'")]
-    WrongPrefix { expected: &'static str, found: String },
+    WrongPrefix {
+        expected: &'static str,
+        found: String,
+    },
     #[error("not a valid ID: expected '{expected}_' followed by a UUID, or a bare UUID")]
     Malformed { expected: &'static str },
 }
@@ -198,11 +208,23 @@ mod tests {
     #[test]
     fn wrong_prefix_is_not_malformed() {
         let id = LoadId::new().to_string();
-        assert!(matches!(CallId::parse(&id), Err(IdError::WrongPrefix { .. })));
+        assert!(matches!(
+            CallId::parse(&id),
+            Err(IdError::WrongPrefix { .. })
+        ));
         let pn = PhoneNumberId::new().to_string();
-        assert!(matches!(CallId::parse(&pn), Err(IdError::WrongPrefix { .. })));
-        assert!(matches!(CallId::parse("call_nope"), Err(IdError::Malformed { .. })));
-        assert!(matches!(CallId::parse("nope"), Err(IdError::Malformed { .. })));
+        assert!(matches!(
+            CallId::parse(&pn),
+            Err(IdError::WrongPrefix { .. })
+        ));
+        assert!(matches!(
+            CallId::parse("call_nope"),
+            Err(IdError::Malformed { .. })
+        ));
+        assert!(matches!(
+            CallId::parse("nope"),
+            Err(IdError::Malformed { .. })
+        ));
         assert!(matches!(
             CallId::parse("call_550e8400e29b41d4a716446655440000"),
             Err(IdError::Malformed { .. })

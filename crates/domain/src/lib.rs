@@ -13,7 +13,9 @@ pub mod phone;
 pub mod role;
 pub mod timefmt;
 
-pub use call::{AnsweredBy, CallDirection, CallEvent, CallStatus, IllegalTransition, RecordingStatus};
+pub use call::{
+    AnsweredBy, CallDirection, CallEvent, CallStatus, IllegalTransition, RecordingStatus,
+};
 pub use event::EventType;
 pub use id::{Id, IdError, IdKind};
 pub use phone::{PhoneAddress, PhoneError};

@@ -12,7 +12,9 @@ pub enum PhoneAddress {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PhoneError {
-    #[error("must be an E.164 number such as +14155552671 or a SIP URI such as sip:user@example.com")]
+    #[error(
+        "must be an E.164 number such as +14155552671 or a SIP URI such as sip:user@example.com"
+    )]
     Invalid,
 }
 
@@ -25,7 +27,11 @@ impl PhoneAddress {
             let ok = (2..=15).contains(&digits.len())
                 && digits.bytes().all(|b| b.is_ascii_digit())
                 && !digits.starts_with('0');
-            return if ok { Ok(Self::E164(input.to_owned())) } else { Err(PhoneError::Invalid) };
+            return if ok {
+                Ok(Self::E164(input.to_owned()))
+            } else {
+                Err(PhoneError::Invalid)
+            };
         }
         let lower = input.to_ascii_lowercase();
         let rest = lower
@@ -58,7 +64,9 @@ fn valid_sip_rest(rest: &str) -> bool {
     };
     if let Some(user) = user {
         let user_ok = !user.is_empty()
-            && user.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,?/%#".contains(&b));
+            && user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,?/%#".contains(&b));
         if !user_ok {
             return false;
         }
@@ -82,7 +90,9 @@ fn valid_sip_rest(rest: &str) -> bool {
     }
     !host.is_empty()
         && host.len() <= 253
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':')
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':')
         && !host.starts_with('.')
         && !host.starts_with('-')
 }
@@ -99,14 +109,36 @@ mod tests {
 
     #[test]
     fn accepts_e164_and_sip() {
-        for ok in ["+14155552671", "+442071838750", "sip:alice@example.com", "sip:bob@127.0.0.1:5062", "sips:x@[::1]:5061;transport=tls", "sip:example.com"] {
+        for ok in [
+            "+14155552671",
+            "+442071838750",
+            "sip:alice@example.com",
+            "sip:bob@127.0.0.1:5062",
+            "sips:x@[::1]:5061;transport=tls",
+            "sip:example.com",
+        ] {
             assert!(PhoneAddress::parse(ok).is_ok(), "{ok}");
         }
     }
 
     #[test]
     fn rejects_the_rest() {
-        for bad in ["", "4155552671", "+0123", "+1", "+1234567890123456", "+1-415-555", "tel:+1415", "sip:", "sip:@host", "sip:a@", "sip:a@host:0", "sip:a@host:99999", "sip:a b@host", "http://x"] {
+        for bad in [
+            "",
+            "4155552671",
+            "+0123",
+            "+1",
+            "+1234567890123456",
+            "+1-415-555",
+            "tel:+1415",
+            "sip:",
+            "sip:@host",
+            "sip:a@",
+            "sip:a@host:0",
+            "sip:a@host:99999",
+            "sip:a b@host",
+            "http://x",
+        ] {
             assert!(PhoneAddress::parse(bad).is_err(), "{bad}");
         }
     }

@@ -20,7 +20,10 @@ pub fn from_ms(ms: i64) -> OffsetDateTime {
 
 /// `2024-01-15T09:30:00Z`, or with milliseconds when they are not zero.
 pub fn format_ms(ms: i64) -> String {
-    from_ms(ms).to_offset(UtcOffset::UTC).format(&Rfc3339).unwrap_or_default()
+    from_ms(ms)
+        .to_offset(UtcOffset::UTC)
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 /// An RFC 3339 datetime (any offset), normalised to milliseconds.
@@ -49,7 +52,8 @@ pub mod rfc3339_ms {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
         let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
-        super::parse_datetime(&text).ok_or_else(|| serde::de::Error::custom("expected an RFC 3339 datetime"))
+        super::parse_datetime(&text)
+            .ok_or_else(|| serde::de::Error::custom("expected an RFC 3339 datetime"))
     }
 
     pub mod option {
@@ -82,6 +86,9 @@ mod tests {
     fn formats_with_z() {
         assert_eq!(format_ms(1_705_311_000_000), "2024-01-15T09:30:00Z");
         assert_eq!(format_ms(1_705_311_000_123), "2024-01-15T09:30:00.123Z");
-        assert_eq!(parse_datetime("2024-01-15T10:30:00+01:00"), Some(1_705_311_000_000));
+        assert_eq!(
+            parse_datetime("2024-01-15T10:30:00+01:00"),
+            Some(1_705_311_000_000)
+        );
     }
 }

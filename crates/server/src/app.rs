@@ -32,7 +32,10 @@ fn prometheus() -> Option<PrometheusHandle> {
 
 /// Opens the database and applies migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let options = StoreOptions { max_connections: config.database_max_connections, ..Default::default() };
+    let options = StoreOptions {
+        max_connections: config.database_max_connections,
+        ..Default::default()
+    };
     let store = Store::connect(&config.database_url, &options).await?;
     store.migrate().await?;
     Ok(store)
@@ -55,16 +58,34 @@ impl RunningServer {
         std::fs::create_dir_all(&config.data_dir)?;
         let store = open_store(config).await?;
         let secret = bootstrap::jwt_secret(config)?;
-        let auth = Arc::new(AuthService::new(store.clone(), &secret, Duration::from_secs(config.token_ttl_seconds)));
-        let services = Services { store: store.clone(), auth, telephony: None };
+        let auth = Arc::new(AuthService::new(
+            store.clone(),
+            &secret,
+            Duration::from_secs(config.token_ttl_seconds),
+        ));
+        let services = Services {
+            store: store.clone(),
+            auth,
+            telephony: None,
+        };
         let initial = bootstrap::first_run(&services, config).await?;
         bootstrap::seed_trunks(&services, config).await?;
 
         let limits = Arc::new(Limits::new(
-            RateLimitConfig { per_second: config.rate_limit_per_second, burst: config.rate_limit_burst },
-            RateLimitConfig { per_second: config.call_create_per_second, burst: config.call_create_burst },
+            RateLimitConfig {
+                per_second: config.rate_limit_per_second,
+                burst: config.rate_limit_burst,
+            },
+            RateLimitConfig {
+                per_second: config.call_create_per_second,
+                burst: config.call_create_burst,
+            },
         ));
-        let state = AppState { services: services.clone(), limits: limits.clone(), metrics: prometheus() };
+        let state = AppState {
+            services: services.clone(),
+            limits: limits.clone(),
+            metrics: prometheus(),
+        };
         let router = switchyard_api::router(state);
         let listener = tokio::net::TcpListener::bind(&config.http_addr).await?;
         let addr = listener.local_addr()?;
@@ -81,7 +102,10 @@ impl RunningServer {
                     }
                 }
             };
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         }));
@@ -104,7 +128,14 @@ impl RunningServer {
             }
         }));
         tracing::info!(%addr, database = ?store.backend(), "Switchyard is listening");
-        Ok(Self { addr, store, services, initial, shutdown, tasks })
+        Ok(Self {
+            addr,
+            store,
+            services,
+            initial,
+            shutdown,
+            tasks,
+        })
     }
 
     /// Stops accepting requests, finishes in-flight ones and stops workers.

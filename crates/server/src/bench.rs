@@ -62,7 +62,12 @@ fn parse_duration_ms(text: &str) -> Option<f64> {
 }
 
 fn parse_wrk(output: &str) -> anyhow::Result<WrkResult> {
-    let mut result = WrkResult { requests_per_sec: 0.0, p50_ms: f64::NAN, p99_ms: f64::NAN, errors: 0 };
+    let mut result = WrkResult {
+        requests_per_sec: 0.0,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        errors: 0,
+    };
     for line in output.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
@@ -71,7 +76,10 @@ fn parse_wrk(output: &str) -> anyhow::Result<WrkResult> {
             ["99%", d] => result.p99_ms = parse_duration_ms(d).unwrap_or(f64::NAN),
             ["Non-2xx", "or", "3xx", "responses:", n] => result.errors += n.parse::<u64>()?,
             ["Socket", "errors:", rest @ ..] => {
-                result.errors += rest.iter().filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok()).sum::<u64>();
+                result.errors += rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum::<u64>();
             }
             _ => {}
         }
@@ -89,7 +97,12 @@ fn run_wrk(args: &ApiBenchArgs, base: &str, script: Option<&Path>) -> anyhow::Re
     wrk_once(args, base, script, args.duration)
 }
 
-fn wrk_once(args: &ApiBenchArgs, base: &str, script: Option<&Path>, seconds: u64) -> anyhow::Result<WrkResult> {
+fn wrk_once(
+    args: &ApiBenchArgs,
+    base: &str,
+    script: Option<&Path>,
+    seconds: u64,
+) -> anyhow::Result<WrkResult> {
     let mut cmd = Command::new("wrk");
     cmd.arg(format!("-t{}", args.threads))
         .arg(format!("-c{}", args.connections))
@@ -98,7 +111,10 @@ fn wrk_once(args: &ApiBenchArgs, base: &str, script: Option<&Path>, seconds: u64
     if let Some(s) = script {
         cmd.arg("-s").arg(s);
     }
-    let out = cmd.arg(base).output().map_err(|e| anyhow::anyhow!("running wrk (apt-get install wrk): {e}"))?;
+    let out = cmd
+        .arg(base)
+        .output()
+        .map_err(|e| anyhow::anyhow!("running wrk (apt-get install wrk): {e}"))?;
     if !out.status.success() {
         anyhow::bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -112,7 +128,10 @@ fn lua_string(s: &str) -> String {
 /// Runs the API benchmark with `base`'s settings (pool size and the like),
 /// on a scratch data directory and with rate limits out of the way.
 pub async fn run_api(base: &Config, args: ApiBenchArgs) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("switchyard-bench-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!(
+        "switchyard-bench-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(&dir)?;
     let config = Config {
         database_url: args
@@ -139,38 +158,60 @@ pub async fn run_api(base: &Config, args: ApiBenchArgs) -> anyhow::Result<()> {
 
 async fn measure(args: &ApiBenchArgs, server: &RunningServer, dir: &Path) -> anyhow::Result<()> {
     let services = &server.services;
-    let org = services.store.list_organizations().await?.into_iter().next().ok_or_else(|| anyhow::anyhow!("no organization"))?;
-    let (_, key) = services.auth.create_api_key(org.id, "bench".into(), None, None, None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let org = services
+        .store
+        .list_organizations()
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no organization"))?;
+    let (_, key) = services
+        .auth
+        .create_api_key(org.id, "bench".into(), None, None, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let system = Principal::system(org.id);
     if services.store.list_phone_numbers(org.id).await?.is_empty() {
         let trunk = services
-            .create_sip_trunk(&system, CreateSipTrunkRequest {
-                name: "bench".into(),
-                host: "127.0.0.1".into(),
-                port: Some(5060),
-                transport: None,
-                username: None,
-                password: None,
-                realm: None,
-                from_domain: None,
-                max_concurrent_calls: None,
-            })
+            .create_sip_trunk(
+                &system,
+                CreateSipTrunkRequest {
+                    name: "bench".into(),
+                    host: "127.0.0.1".into(),
+                    port: Some(5060),
+                    transport: None,
+                    username: None,
+                    password: None,
+                    realm: None,
+                    from_domain: None,
+                    max_concurrent_calls: None,
+                },
+            )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         services
-            .create_phone_number(&system, CreatePhoneNumberRequest {
-                number: "+15550009999".into(),
-                sip_trunk_id: trunk.id.to_string(),
-                is_default_outbound: Some(true),
-                inbound_agent: None,
-            })
+            .create_phone_number(
+                &system,
+                CreatePhoneNumberRequest {
+                    number: "+15550009999".into(),
+                    sip_trunk_id: trunk.id.to_string(),
+                    is_default_outbound: Some(true),
+                    inbound_agent: None,
+                },
+            )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
 
     eprintln!("seeding {} calls…", args.calls);
     let now = timefmt::now_ms();
-    let statuses = [CallStatus::Completed, CallStatus::Completed, CallStatus::NoAnswer, CallStatus::Busy, CallStatus::Failed];
+    let statuses = [
+        CallStatus::Completed,
+        CallStatus::Completed,
+        CallStatus::NoAnswer,
+        CallStatus::Busy,
+        CallStatus::Failed,
+    ];
     let calls: Vec<NewCall> = (0..args.calls)
         .map(|i| NewCall {
             organization_id: org.id,
@@ -192,23 +233,39 @@ async fn measure(args: &ApiBenchArgs, server: &RunningServer, dir: &Path) -> any
         })
         .collect();
     let ids = services.store.insert_calls_for_benchmark(&calls).await?;
-    let sample: Vec<String> = ids.choose_multiple(&mut rand::rng(), 1000.min(ids.len())).map(|id| id.to_string()).collect();
+    let sample: Vec<String> = ids
+        .choose_multiple(&mut rand::rng(), 1000.min(ids.len()))
+        .map(|id| id.to_string())
+        .collect();
 
-    let headers = format!("wrk.headers[\"X-API-Key\"] = {}\nwrk.headers[\"Content-Type\"] = \"application/json\"\n", lua_string(&key));
+    let headers = format!(
+        "wrk.headers[\"X-API-Key\"] = {}\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
+        lua_string(&key)
+    );
     let get_one = dir.join("get_one.lua");
     std::fs::write(
         &get_one,
         format!(
             "{headers}ids = {{{}}}\nrequest = function()\n  return wrk.format(\"GET\", \"/api/v1/calls/\" .. ids[math.random(#ids)])\nend\n",
-            sample.iter().map(|s| lua_string(s)).collect::<Vec<_>>().join(",")
+            sample
+                .iter()
+                .map(|s| lua_string(s))
+                .collect::<Vec<_>>()
+                .join(",")
         ),
     )?;
     let list = dir.join("list.lua");
-    std::fs::write(&list, format!("{headers}wrk.path = \"/api/v1/calls?page_size=100\"\n"))?;
+    std::fs::write(
+        &list,
+        format!("{headers}wrk.path = \"/api/v1/calls?page_size=100\"\n"),
+    )?;
     let create = dir.join("create.lua");
     std::fs::write(
         &create,
-        format!("{headers}wrk.method = \"POST\"\nwrk.path = \"/api/v1/calls\"\nwrk.body = {}\n", lua_string(r#"{"to_number":"+14155552671","call_type":"CHECK_CALL"}"#)),
+        format!(
+            "{headers}wrk.method = \"POST\"\nwrk.path = \"/api/v1/calls\"\nwrk.body = {}\n",
+            lua_string(r#"{"to_number":"+14155552671","call_type":"CHECK_CALL"}"#)
+        ),
     )?;
 
     let base = format!("http://{}", server.addr);
@@ -217,16 +274,31 @@ async fn measure(args: &ApiBenchArgs, server: &RunningServer, dir: &Path) -> any
     eprintln!("measuring /healthz (the floor)…");
     let floor = run_wrk(args, &floor_url, None)?;
     let mut rows = Vec::new();
-    for (name, script) in [("GET /calls/{id}", &get_one), ("GET /calls?page_size=100", &list), ("POST /calls", &create)] {
+    for (name, script) in [
+        ("GET /calls/{id}", &get_one),
+        ("GET /calls?page_size=100", &list),
+        ("POST /calls", &create),
+    ] {
         eprintln!("measuring {name}…");
         rows.push((name, run_wrk(args, &base, Some(script))?));
     }
 
     let mut table = String::new();
-    writeln!(table, "Back-end: {backend}; {} calls seeded; wrk -t{} -c{} -d{}s on loopback.\n", args.calls, args.threads, args.connections, args.duration)?;
-    writeln!(table, "| scenario | req/s | p50 ms | p99 ms | errors | req/s ÷ /healthz req/s |")?;
+    writeln!(
+        table,
+        "Back-end: {backend}; {} calls seeded; wrk -t{} -c{} -d{}s on loopback.\n",
+        args.calls, args.threads, args.connections, args.duration
+    )?;
+    writeln!(
+        table,
+        "| scenario | req/s | p50 ms | p99 ms | errors | req/s ÷ /healthz req/s |"
+    )?;
     writeln!(table, "|---|---:|---:|---:|---:|---:|")?;
-    writeln!(table, "| GET /healthz (floor) | {:.0} | {:.2} | {:.2} | {} | 1.00 |", floor.requests_per_sec, floor.p50_ms, floor.p99_ms, floor.errors)?;
+    writeln!(
+        table,
+        "| GET /healthz (floor) | {:.0} | {:.2} | {:.2} | {} | 1.00 |",
+        floor.requests_per_sec, floor.p50_ms, floor.p99_ms, floor.errors
+    )?;
     for (name, r) in &rows {
         writeln!(
             table,

@@ -66,20 +66,41 @@ pub fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
 
 /// On an empty database, creates the Default organization, its OWNER and an
 /// API key, prints them and writes them to `data_dir/initial-credentials.txt`.
-pub async fn first_run(services: &Services, config: &Config) -> anyhow::Result<Option<InitialCredentials>> {
+pub async fn first_run(
+    services: &Services,
+    config: &Config,
+) -> anyhow::Result<Option<InitialCredentials>> {
     if services.store.count_organizations().await? > 0 {
         return Ok(None);
     }
     let org = services.store.create_organization("Default").await?;
     let password = random_hex(12);
-    let user = services.auth.create_user(OWNER_EMAIL, Some("Owner".into()), &password).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    services.store.add_membership(org.id, user.id, Role::Owner).await?;
-    let (_, api_key) = services
+    let user = services
         .auth
-        .create_api_key(org.id, "initial".into(), Some("Created on first start".into()), None, Some(user.id))
+        .create_user(OWNER_EMAIL, Some("Owner".into()), &password)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let creds = InitialCredentials { organization_id: org.id, email: OWNER_EMAIL.into(), password, api_key };
+    services
+        .store
+        .add_membership(org.id, user.id, Role::Owner)
+        .await?;
+    let (_, api_key) = services
+        .auth
+        .create_api_key(
+            org.id,
+            "initial".into(),
+            Some("Created on first start".into()),
+            None,
+            Some(user.id),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let creds = InitialCredentials {
+        organization_id: org.id,
+        email: OWNER_EMAIL.into(),
+        password,
+        api_key,
+    };
     let text = format!(
         "organization_id = {}\nemail = {}\npassword = {}\napi_key = {}\n",
         creds.organization_id, creds.email, creds.password, creds.api_key
@@ -100,12 +121,29 @@ pub async fn seed_trunks(services: &Services, config: &Config) -> anyhow::Result
     if config.sip_trunks.is_empty() {
         return Ok(());
     }
-    let Some(org) = services.store.list_organizations().await?.into_iter().next() else { return Ok(()) };
+    let Some(org) = services
+        .store
+        .list_organizations()
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return Ok(());
+    };
     let system = Principal::system(org.id);
-    let existing_numbers: Vec<String> =
-        services.store.list_phone_numbers(org.id).await?.into_iter().map(|n| n.number).collect();
+    let existing_numbers: Vec<String> = services
+        .store
+        .list_phone_numbers(org.id)
+        .await?
+        .into_iter()
+        .map(|n| n.number)
+        .collect();
     for seed in &config.sip_trunks {
-        let trunk = match services.store.find_sip_trunk_by_name(org.id, &seed.name).await? {
+        let trunk = match services
+            .store
+            .find_sip_trunk_by_name(org.id, &seed.name)
+            .await?
+        {
             Some(t) => t,
             None => services
                 .create_sip_trunk(
@@ -123,7 +161,9 @@ pub async fn seed_trunks(services: &Services, config: &Config) -> anyhow::Result
                     },
                 )
                 .await
-                .map_err(|e| anyhow::anyhow!("sip_trunks {:?}: {} ({:?})", seed.name, e.message, e.param))?,
+                .map_err(|e| {
+                    anyhow::anyhow!("sip_trunks {:?}: {} ({:?})", seed.name, e.message, e.param)
+                })?,
         };
         for number in &seed.numbers {
             if existing_numbers.contains(number) {
@@ -140,7 +180,9 @@ pub async fn seed_trunks(services: &Services, config: &Config) -> anyhow::Result
                     },
                 )
                 .await
-                .map_err(|e| anyhow::anyhow!("sip_trunks {:?} number {number}: {}", seed.name, e.message))?;
+                .map_err(|e| {
+                    anyhow::anyhow!("sip_trunks {:?} number {number}: {}", seed.name, e.message)
+                })?;
         }
     }
     Ok(())

@@ -97,9 +97,13 @@ impl Config {
         }
         // Only known keys come from the environment: other SWITCHYARD_* variables
         // (the test suite's, say) are not configuration.
-        let env = Env::prefixed("SWITCHYARD_").split("__").filter(|k| ENV_KEYS.iter().any(|f| k.as_str().eq_ignore_ascii_case(f)));
+        let env = Env::prefixed("SWITCHYARD_")
+            .split("__")
+            .filter(|k| ENV_KEYS.iter().any(|f| k.as_str().eq_ignore_ascii_case(f)));
         let figment = figment.merge(env);
-        let config: Config = figment.extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        let config: Config = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         if !matches!(config.log_format.as_str(), "text" | "json") {
             anyhow::bail!("configuration: log_format must be text or json");
         }

@@ -11,7 +11,11 @@ use switchyard_service::AuthService;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "Self-hostable voice-AI calling platform (Envoy-compatible API)")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Self-hostable voice-AI calling platform (Envoy-compatible API)"
+)]
 struct Cli {
     /// A TOML configuration file (optional; every key also reads SWITCHYARD_<KEY>).
     #[arg(long, short, env = "SWITCHYARD_CONFIG", global = true)]
@@ -84,7 +88,8 @@ enum Admin {
 }
 
 fn init_tracing(config: &Config) {
-    let filter = EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if config.log_format == "json" {
         builder.json().init();
@@ -115,34 +120,70 @@ async fn shutdown_signal() {
 async fn admin(config: &Config, cmd: Admin) -> anyhow::Result<()> {
     let store = open_store(config).await?;
     let secret = switchyard::bootstrap::jwt_secret(config)?;
-    let auth = AuthService::new(store.clone(), &secret, std::time::Duration::from_secs(config.token_ttl_seconds));
-    let fail = |e: switchyard_service::Error| anyhow::anyhow!("{} ({})", e.message, e.param.unwrap_or_default());
+    let auth = AuthService::new(
+        store.clone(),
+        &secret,
+        std::time::Duration::from_secs(config.token_ttl_seconds),
+    );
+    let fail = |e: switchyard_service::Error| {
+        anyhow::anyhow!("{} ({})", e.message, e.param.unwrap_or_default())
+    };
     match cmd {
         Admin::CreateOrg { name } => {
             let org = store.create_organization(name.trim()).await?;
             println!("{}", serde_json::to_string_pretty(&org)?);
         }
-        Admin::CreateUser { org, email, password, name, role } => {
+        Admin::CreateUser {
+            org,
+            email,
+            password,
+            name,
+            role,
+        } => {
             let org = store.get_organization(org_id(&org)?).await?;
-            let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("--role must be one of {}", Role::allowed()))?;
-            let user = auth.create_user(&email, name, &password).await.map_err(fail)?;
+            let role = Role::parse(&role)
+                .ok_or_else(|| anyhow::anyhow!("--role must be one of {}", Role::allowed()))?;
+            let user = auth
+                .create_user(&email, name, &password)
+                .await
+                .map_err(fail)?;
             store.add_membership(org.id, user.id, role).await?;
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"user": user, "organization_id": org.id, "role": role}))?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"user": user, "organization_id": org.id, "role": role})
+                )?
+            );
         }
         Admin::CreateApiKey { org, name } => {
             let org = store.get_organization(org_id(&org)?).await?;
-            let (key, secret) = auth.create_api_key(org.id, name, None, None, None).await.map_err(fail)?;
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"api_key": key, "key": secret}))?);
+            let (key, secret) = auth
+                .create_api_key(org.id, name, None, None, None)
+                .await
+                .map_err(fail)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"api_key": key, "key": secret}))?
+            );
             eprintln!("The key is shown only now; store it safely.");
         }
-        Admin::ListOrgs => println!("{}", serde_json::to_string_pretty(&store.list_organizations().await?)?),
+        Admin::ListOrgs => println!(
+            "{}",
+            serde_json::to_string_pretty(&store.list_organizations().await?)?
+        ),
         Admin::ListUsers { org } => {
             let users = store.list_users(org_id(&org)?).await?;
-            let rows: Vec<_> = users.into_iter().map(|(u, r)| serde_json::json!({"user": u, "role": r})).collect();
+            let rows: Vec<_> = users
+                .into_iter()
+                .map(|(u, r)| serde_json::json!({"user": u, "role": r}))
+                .collect();
             println!("{}", serde_json::to_string_pretty(&rows)?);
         }
         Admin::ListApiKeys { org } => {
-            println!("{}", serde_json::to_string_pretty(&store.list_api_keys(org_id(&org)?).await?)?)
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&store.list_api_keys(org_id(&org)?).await?)?
+            )
         }
     }
     store.close().await;
@@ -157,7 +198,10 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => {
             let server = RunningServer::start(&config).await?;
-            println!("Switchyard listening on http://{} (API docs at /docs)", server.addr);
+            println!(
+                "Switchyard listening on http://{} (API docs at /docs)",
+                server.addr
+            );
             shutdown_signal().await;
             tracing::info!("shutting down");
             server.stop().await;

@@ -207,7 +207,11 @@ async fn rate_limits_answer_429_with_retry_after() {
     }
     let r = limited.expect("a 429 within 10 requests of a burst of 3");
     r.assert_error(429, "rate_limit_exceeded");
-    let retry: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
+    let retry: u64 = r
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
     assert!(retry >= 1);
     assert_eq!(r.header("x-ratelimit-remaining"), Some("0"));
     assert!(r.header("x-ratelimit-limit").is_some() && r.header("x-ratelimit-reset").is_some());
@@ -227,12 +231,24 @@ async fn call_creation_has_its_own_per_organization_limit() {
     srv.with_route().await;
     let mut statuses = Vec::new();
     for _ in 0..5 {
-        statuses.push(srv.post("/calls", json!({"to_number": "+14155552671"})).await);
+        statuses.push(
+            srv.post("/calls", json!({"to_number": "+14155552671"}))
+                .await,
+        );
     }
-    let limited = statuses.iter().find(|r| r.status == StatusCode::TOO_MANY_REQUESTS).expect("a 429 on call creation");
+    let limited = statuses
+        .iter()
+        .find(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
+        .expect("a 429 on call creation");
     limited.assert_error(429, "rate_limit_exceeded");
     assert!(limited.header("retry-after").is_some());
-    assert!(statuses.iter().filter(|r| r.status == StatusCode::CREATED).count() >= 2);
+    assert!(
+        statuses
+            .iter()
+            .filter(|r| r.status == StatusCode::CREATED)
+            .count()
+            >= 2
+    );
     // Reads are not held back by the creation limit.
     assert_eq!(srv.get("/calls").await.status, StatusCode::OK);
     srv.stop().await;

@@ -10,11 +10,31 @@ use switchyard_domain::{CallEvent, CallStatus};
 use switchyard_store::CallPatch;
 
 const ENVOY_FIELDS: [&str; 17] = [
-    "id", "status", "call_time", "created_at", "updated_at", "call_direction", "phone_number", "to_number",
-    "from_number", "call_start_time", "call_end_time", "call_type", "load_id", "organization_id", "created_by_id",
-    "recording_status", "load_number",
+    "id",
+    "status",
+    "call_time",
+    "created_at",
+    "updated_at",
+    "call_direction",
+    "phone_number",
+    "to_number",
+    "from_number",
+    "call_start_time",
+    "call_end_time",
+    "call_type",
+    "load_id",
+    "organization_id",
+    "created_by_id",
+    "recording_status",
+    "load_number",
 ];
-const ADDED_FIELDS: [&str; 5] = ["failure_reason", "sip_status", "answered_by", "duration_seconds", "metadata"];
+const ADDED_FIELDS: [&str; 5] = [
+    "failure_reason",
+    "sip_status",
+    "answered_by",
+    "duration_seconds",
+    "metadata",
+];
 
 fn keys_in_order(v: &Value) -> Vec<String> {
     v.as_object().expect("object").keys().cloned().collect()
@@ -22,12 +42,16 @@ fn keys_in_order(v: &Value) -> Vec<String> {
 
 fn is_id(v: &Value, prefix: &str) -> bool {
     v.as_str().is_some_and(|s| {
-        s.strip_prefix(prefix).and_then(|r| r.strip_prefix('_')).is_some_and(|u| u.len() == 36 && uuid::Uuid::parse_str(u).is_ok())
+        s.strip_prefix(prefix)
+            .and_then(|r| r.strip_prefix('_'))
+            .is_some_and(|u| u.len() == 36 && uuid::Uuid::parse_str(u).is_ok())
     })
 }
 
 fn is_datetime(v: &Value) -> bool {
-    v.as_str().is_some_and(|s| s.ends_with('Z') && switchyard_domain::timefmt::parse_datetime(s).is_some())
+    v.as_str().is_some_and(|s| {
+        s.ends_with('Z') && switchyard_domain::timefmt::parse_datetime(s).is_some()
+    })
 }
 
 /// Moves a call along the state machine as the SIP engine would.
@@ -37,10 +61,16 @@ async fn drive(srv: &TestServer, id: &str, events: &[CallEvent]) {
         let call = srv.store().get_call_unscoped(id).await.unwrap();
         let now = switchyard_domain::timefmt::now_ms();
         let patch = match e {
-            CallEvent::Answered => CallPatch { call_start_time: Some(now), ..Default::default() },
+            CallEvent::Answered => CallPatch {
+                call_start_time: Some(now),
+                ..Default::default()
+            },
             _ => CallPatch::default(),
         };
-        srv.store().transition_call(id, call.status, *e, patch).await.unwrap();
+        srv.store()
+            .transition_call(id, call.status, *e, patch)
+            .await
+            .unwrap();
     }
 }
 
@@ -181,7 +211,7 @@ both_backends! {
             (vec![CallEvent::DialStarted, CallEvent::Ringing, CallEvent::Answered], "COMPLETED"),
         ] {
             let c = srv.create_call(json!({"to_number": "+14155552671"})).await;
-            drive(&srv, c["id"].as_str().unwrap(), &path).await;
+            drive(srv, c["id"].as_str().unwrap(), &path).await;
             let before = srv.get(&format!("/calls/{}", c["id"].as_str().unwrap())).await.body["status"].clone();
             let r = end(c["id"].clone()).await;
             assert_eq!(r.body["previous_status"], before);
@@ -195,7 +225,7 @@ both_backends! {
         }
         for terminal in [vec![CallEvent::DialStarted, CallEvent::Busy], vec![CallEvent::DialStarted, CallEvent::NoAnswer], vec![CallEvent::Failed]] {
             let c = srv.create_call(json!({"to_number": "+14155552671"})).await;
-            drive(&srv, c["id"].as_str().unwrap(), &terminal).await;
+            drive(srv, c["id"].as_str().unwrap(), &terminal).await;
             let status = srv.get(&format!("/calls/{}", c["id"].as_str().unwrap())).await.body["status"].clone();
             let r = end(c["id"].clone()).await;
             assert_eq!(r.status, StatusCode::OK);
@@ -318,14 +348,38 @@ both_backends! {
 
 #[tokio::test]
 async fn call_status_state_machine_is_enforced_by_the_store() {
-    let Some(srv) = TestServer::start(Backend::Sqlite).await else { return };
+    let Some(srv) = TestServer::start(Backend::Sqlite).await else {
+        return;
+    };
     srv.with_route().await;
     let c = srv.create_call(json!({"to_number": "+14155552671"})).await;
     let id = CallId::parse(c["id"].as_str().unwrap()).unwrap();
     // QUEUED cannot be answered.
-    assert!(srv.store().transition_call(id, CallStatus::Queued, CallEvent::Answered, CallPatch::default()).await.is_err());
+    assert!(
+        srv.store()
+            .transition_call(
+                id,
+                CallStatus::Queued,
+                CallEvent::Answered,
+                CallPatch::default()
+            )
+            .await
+            .is_err()
+    );
     // A stale expectation loses the compare-and-set.
-    let err = srv.store().transition_call(id, CallStatus::Scheduled, CallEvent::Due, CallPatch::default()).await.unwrap_err();
-    assert!(matches!(err, switchyard_store::StoreError::Stale), "{err:?}");
+    let err = srv
+        .store()
+        .transition_call(
+            id,
+            CallStatus::Scheduled,
+            CallEvent::Due,
+            CallPatch::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, switchyard_store::StoreError::Stale),
+        "{err:?}"
+    );
     srv.stop().await;
 }

@@ -59,13 +59,25 @@ both_backends! {
 
 #[tokio::test]
 async fn request_ids_health_metrics_and_docs() {
-    let Some(srv) = TestServer::start(Backend::Sqlite).await else { return };
+    let Some(srv) = TestServer::start(Backend::Sqlite).await else {
+        return;
+    };
     let r = srv.get("/calls").await;
     let generated = r.header("x-request-id").expect("a request id").to_owned();
     assert!(!generated.is_empty());
-    let r = srv.raw(srv.http.get(format!("{}/calls", srv.base)).header("X-API-Key", &srv.api_key).header("X-Request-Id", "trace-me-123")).await;
+    let r = srv
+        .raw(
+            srv.http
+                .get(format!("{}/calls", srv.base))
+                .header("X-API-Key", &srv.api_key)
+                .header("X-Request-Id", "trace-me-123"),
+        )
+        .await;
     assert_eq!(r.header("x-request-id"), Some("trace-me-123"));
-    assert!(srv.get("/nope").await.header("x-request-id").is_some(), "also on errors");
+    assert!(
+        srv.get("/nope").await.header("x-request-id").is_some(),
+        "also on errors"
+    );
 
     let h = srv.raw(srv.http.get(format!("{}/healthz", srv.base))).await;
     assert_eq!(h.status, StatusCode::OK);
@@ -74,37 +86,62 @@ async fn request_ids_health_metrics_and_docs() {
     assert_eq!(ready.status, StatusCode::OK);
     let m = srv.raw(srv.http.get(format!("{}/metrics", srv.base))).await;
     assert_eq!(m.status, StatusCode::OK);
-    assert!(m.text.contains("switchyard_http_requests_total"), "{}", m.text);
-    assert!(m.text.contains("route=\"/calls\""), "per-route labels: {}", m.text);
+    assert!(
+        m.text.contains("switchyard_http_requests_total"),
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text.contains("route=\"/calls\""),
+        "per-route labels: {}",
+        m.text
+    );
 
     let docs = srv.raw(srv.http.get(format!("{}/docs/", srv.base))).await;
     assert_eq!(docs.status, StatusCode::OK);
-    assert!(docs.text.to_lowercase().contains("swagger"), "Swagger UI page");
+    assert!(
+        docs.text.to_lowercase().contains("swagger"),
+        "Swagger UI page"
+    );
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn database_errors_never_leak_sql() {
-    let Some(srv) = TestServer::start(Backend::Sqlite).await else { return };
+    let Some(srv) = TestServer::start(Backend::Sqlite).await else {
+        return;
+    };
     srv.with_route().await;
     let c = srv.create_call(json!({"to_number": "+14155552671"})).await;
     use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&srv.config.database_url).await.unwrap();
-    sqlx::query("DROP TABLE transcript_turns").execute(&mut conn).await.unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&srv.config.database_url)
+        .await
+        .unwrap();
+    sqlx::query("DROP TABLE transcript_turns")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     conn.close().await.unwrap();
-    let r = srv.get(&format!("/calls/{}/transcript", c["id"].as_str().unwrap())).await;
+    let r = srv
+        .get(&format!("/calls/{}/transcript", c["id"].as_str().unwrap()))
+        .await;
     r.assert_error(500, "internal_error");
     let text = r.text.to_lowercase();
     for leak in ["transcript_turns", "select", "sqlite", "no such table"] {
         assert!(!text.contains(leak), "{leak} leaked: {}", r.text);
     }
-    assert!(r.header("x-request-id").is_some(), "the request id ties the answer to the log line");
+    assert!(
+        r.header("x-request-id").is_some(),
+        "the request id ties the answer to the log line"
+    );
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn readiness_fails_when_the_database_is_gone() {
-    let Some(srv) = TestServer::start(Backend::Sqlite).await else { return };
+    let Some(srv) = TestServer::start(Backend::Sqlite).await else {
+        return;
+    };
     srv.store().close().await;
     let r = srv.raw(srv.http.get(format!("{}/readyz", srv.base))).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);

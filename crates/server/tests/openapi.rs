@@ -65,13 +65,23 @@ fn sample_id(param: &str) -> String {
 
 #[tokio::test]
 async fn the_document_lists_exactly_the_routes_served() {
-    let Some(srv) = TestServer::start(Backend::Sqlite).await else { return };
-    let doc = srv.raw(srv.http.get(format!("{}/api/v1/openapi.json", srv.base))).await;
+    let Some(srv) = TestServer::start(Backend::Sqlite).await else {
+        return;
+    };
+    let doc = srv
+        .raw(srv.http.get(format!("{}/api/v1/openapi.json", srv.base)))
+        .await;
     assert_eq!(doc.status, StatusCode::OK);
     let doc = doc.body;
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "OpenAPI 3.1");
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "OpenAPI 3.1"
+    );
     let ops = operations(&doc);
-    let expected: BTreeSet<_> = EXPECTED.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let expected: BTreeSet<_> = EXPECTED
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
     assert_eq!(ops, expected, "documented operations");
 
     // Every documented operation is served (under both forms), never the fallback.
@@ -79,19 +89,30 @@ async fn the_document_lists_exactly_the_routes_served() {
     for (method, path) in &ops {
         let concrete: String = path
             .split('/')
-            .map(|seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(param) => sample_id(param),
-                None => seg.to_owned(),
-            })
+            .map(
+                |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    Some(param) => sample_id(param),
+                    None => seg.to_owned(),
+                },
+            )
             .collect::<Vec<_>>()
             .join("/");
         for prefix in ["", "/api/v1"] {
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let req = srv.http.request(m, format!("{}{prefix}{concrete}", srv.base)).bearer_auth(&token).json(&serde_json::json!({}));
+            let req = srv
+                .http
+                .request(m, format!("{}{prefix}{concrete}", srv.base))
+                .bearer_auth(&token)
+                .json(&serde_json::json!({}));
             let r = srv.raw(req).await;
             let fallback = r.status == StatusCode::METHOD_NOT_ALLOWED
-                || (r.status == StatusCode::NOT_FOUND && r.body["error"]["message"] == "No such route.");
-            assert!(!fallback, "{method} {prefix}{concrete} is documented but not routed: {}", r.text);
+                || (r.status == StatusCode::NOT_FOUND
+                    && r.body["error"]["message"] == "No such route.");
+            assert!(
+                !fallback,
+                "{method} {prefix}{concrete} is documented but not routed: {}",
+                r.text
+            );
         }
     }
     srv.stop().await;
@@ -102,22 +123,73 @@ async fn the_document_describes_schemas_params_errors_and_security() {
     let doc = serde_json::to_value(switchyard_api::openapi()).unwrap();
     let schemas = &doc["components"]["schemas"];
     let call = &schemas["Call"]["properties"];
-    for f in ["id", "status", "call_time", "created_at", "updated_at", "call_direction", "phone_number", "to_number", "from_number",
-              "call_start_time", "call_end_time", "call_type", "load_id", "organization_id", "created_by_id", "recording_status",
-              "load_number", "failure_reason", "sip_status", "answered_by", "duration_seconds", "metadata"] {
+    for f in [
+        "id",
+        "status",
+        "call_time",
+        "created_at",
+        "updated_at",
+        "call_direction",
+        "phone_number",
+        "to_number",
+        "from_number",
+        "call_start_time",
+        "call_end_time",
+        "call_type",
+        "load_id",
+        "organization_id",
+        "created_by_id",
+        "recording_status",
+        "load_number",
+        "failure_reason",
+        "sip_status",
+        "answered_by",
+        "duration_seconds",
+        "metadata",
+    ] {
         assert!(call.get(f).is_some(), "Call.{f} documented");
     }
-    let statuses: BTreeSet<_> = schemas["CallStatus"]["enum"].as_array().expect("CallStatus enum").iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    let statuses: BTreeSet<_> = schemas["CallStatus"]["enum"]
+        .as_array()
+        .expect("CallStatus enum")
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(statuses.len(), 10, "{statuses:?}");
     let list = &doc["paths"]["/calls"]["get"];
-    let params: BTreeSet<_> = list["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
-    for p in ["page", "page_size", "status", "time_period", "start_date", "end_date", "search", "call_direction", "call_type", "load_id", "sort_by", "sort_order"] {
+    let params: BTreeSet<_> = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    for p in [
+        "page",
+        "page_size",
+        "status",
+        "time_period",
+        "start_date",
+        "end_date",
+        "search",
+        "call_direction",
+        "call_type",
+        "load_id",
+        "sort_by",
+        "sort_order",
+    ] {
         assert!(params.contains(p), "GET /calls documents {p}");
     }
-    for code in ["400", "401", "403", "404", "409", "413", "415", "422", "429", "500"] {
+    for code in [
+        "400", "401", "403", "404", "409", "413", "415", "422", "429", "500",
+    ] {
         let r = &list["responses"][code];
-        let schema_ref = r["content"]["application/json"]["schema"]["$ref"].as_str().unwrap_or_default();
-        assert!(schema_ref.ends_with("/ErrorEnvelope"), "{code} uses the envelope: {r}");
+        let schema_ref = r["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            schema_ref.ends_with("/ErrorEnvelope"),
+            "{code} uses the envelope: {r}"
+        );
     }
     let security = &doc["components"]["securitySchemes"];
     assert_eq!(security["bearer"]["scheme"], "bearer");
@@ -129,15 +201,32 @@ fn the_document_passes_openapi_spec_validator() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let python = root.join(".venv/bin/python");
     let available = python.exists()
-        && std::process::Command::new(&python).args(["-c", "import openapi_spec_validator"]).status().is_ok_and(|s| s.success());
+        && std::process::Command::new(&python)
+            .args(["-c", "import openapi_spec_validator"])
+            .status()
+            .is_ok_and(|s| s.success());
     if !available {
-        assert!(!peers_required(), "openapi-spec-validator is required: run scripts/install-test-deps.sh");
-        eprintln!("SKIPPED: no .venv with openapi-spec-validator (run scripts/install-test-deps.sh)");
+        assert!(
+            !peers_required(),
+            "openapi-spec-validator is required: run scripts/install-test-deps.sh"
+        );
+        eprintln!(
+            "SKIPPED: no .venv with openapi-spec-validator (run scripts/install-test-deps.sh)"
+        );
         return;
     }
     let file = std::env::temp_dir().join(format!("switchyard-openapi-{}.json", std::process::id()));
     std::fs::write(&file, switchyard_api::openapi().to_pretty_json().unwrap()).unwrap();
-    let out = std::process::Command::new(&python).args(["-m", "openapi_spec_validator"]).arg(&file).output().unwrap();
+    let out = std::process::Command::new(&python)
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .unwrap();
     let _ = std::fs::remove_file(&file);
-    assert!(out.status.success(), "validator: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "validator: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

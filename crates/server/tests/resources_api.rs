@@ -198,7 +198,13 @@ async fn config_file_seeds_trunks_and_numbers() {
     };
     let trunks = srv.get("/sip-trunks").await;
     assert_eq!(trunks.body[0]["name"], "seeded");
-    assert_eq!(srv.get("/phone-numbers").await.body[0]["number"], "+15550004000");
-    assert_eq!(srv.create_call(json!({"to_number": "+14155552671"})).await["from_number"], "+15550004000");
+    assert_eq!(
+        srv.get("/phone-numbers").await.body[0]["number"],
+        "+15550004000"
+    );
+    assert_eq!(
+        srv.create_call(json!({"to_number": "+14155552671"})).await["from_number"],
+        "+15550004000"
+    );
     srv.stop().await;
 }

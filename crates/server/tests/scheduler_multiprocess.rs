@@ -32,7 +32,10 @@ fn spawn_server(db_url: &str, dir: &TempDir) -> Process {
         .env("SWITCHYARD_DATA_DIR", &dir.0)
         .env("SWITCHYARD_SCHEDULER_INTERVAL_MS", "10")
         .env("SWITCHYARD_SCHEDULER_BATCH", "7")
-        .env("SWITCHYARD_JWT_SECRET", "test-secret-test-secret-test-secret-000")
+        .env(
+            "SWITCHYARD_JWT_SECRET",
+            "test-secret-test-secret-test-secret-000",
+        )
         .env("SWITCHYARD_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -47,19 +50,30 @@ fn spawn_server(db_url: &str, dir: &TempDir) -> Process {
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(60)).expect("server did not start listening within 60 s");
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("server did not start listening within 60 s");
     Process(child)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_claim_each_due_call_exactly_once() {
-    let Some(db) = PgDatabase::create().await else { return };
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
     let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
     let a = spawn_server(&db.url, &dir_a);
     let b = spawn_server(&db.url, &dir_b);
 
-    let store = Store::connect(&db.url, &StoreOptions::default()).await.expect("connect");
-    let org = store.list_organizations().await.expect("orgs").into_iter().next().expect("first run made an org");
+    let store = Store::connect(&db.url, &StoreOptions::default())
+        .await
+        .expect("connect");
+    let org = store
+        .list_organizations()
+        .await
+        .expect("orgs")
+        .into_iter()
+        .next()
+        .expect("first run made an org");
     // All 500 fall due at one moment, after both schedulers are polling.
     let due_at = timefmt::now_ms() + 4_000;
     for i in 0..500 {
@@ -87,11 +101,27 @@ async fn two_processes_claim_each_due_call_exactly_once() {
             .await
             .expect("insert");
     }
-    assert!(timefmt::now_ms() < due_at, "inserting took too long for the race to be meaningful");
+    assert!(
+        timefmt::now_ms() < due_at,
+        "inserting took too long for the race to be meaningful"
+    );
 
-    let queued = CallFilter { statuses: vec![CallStatus::Queued], ..Default::default() };
+    let queued = CallFilter {
+        statuses: vec![CallStatus::Queued],
+        ..Default::default()
+    };
     eventually(Duration::from_secs(60), || async {
-        let (_, n) = store.list_calls(org.id, &queued, Page { limit: 1, offset: 0 }).await.expect("list");
+        let (_, n) = store
+            .list_calls(
+                org.id,
+                &queued,
+                Page {
+                    limit: 1,
+                    offset: 0,
+                },
+            )
+            .await
+            .expect("list");
         (n == 500).then_some(())
     })
     .await;
@@ -99,7 +129,10 @@ async fn two_processes_claim_each_due_call_exactly_once() {
     // Exactly one SCHEDULED → QUEUED event per call.
     let events = store.events_after(0, None, 100_000).await.expect("events");
     let mut claims: HashMap<String, usize> = HashMap::new();
-    for e in events.iter().filter(|e| e.event_type == EventType::CallStatusChanged && e.data["status"] == "QUEUED") {
+    for e in events
+        .iter()
+        .filter(|e| e.event_type == EventType::CallStatusChanged && e.data["status"] == "QUEUED")
+    {
         *claims.entry(e.subject_id.clone()).or_default() += 1;
     }
     assert_eq!(claims.len(), 500, "every call claimed");
@@ -107,9 +140,15 @@ async fn two_processes_claim_each_due_call_exactly_once() {
     assert!(twice.is_empty(), "calls claimed more than once: {twice:?}");
 
     let by_worker: Vec<(Option<String>, i64)> =
-        sqlx::query_as("SELECT claimed_by, COUNT(*) FROM calls GROUP BY claimed_by").fetch_all(&pg_pool(&db.url).await).await.expect("by worker");
+        sqlx::query_as("SELECT claimed_by, COUNT(*) FROM calls GROUP BY claimed_by")
+            .fetch_all(&pg_pool(&db.url).await)
+            .await
+            .expect("by worker");
     eprintln!("claims per process: {by_worker:?}");
-    assert!(by_worker.iter().all(|(w, _)| w.is_some()), "every call records its claimer");
+    assert!(
+        by_worker.iter().all(|(w, _)| w.is_some()),
+        "every call records its claimer"
+    );
 
     drop((a, b));
     store.close().await;

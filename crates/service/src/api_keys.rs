@@ -26,7 +26,11 @@ pub struct CreatedApiKey {
 }
 
 impl Services {
-    pub async fn create_api_key(&self, who: &Principal, req: CreateApiKeyRequest) -> Result<CreatedApiKey> {
+    pub async fn create_api_key(
+        &self,
+        who: &Principal,
+        req: CreateApiKeyRequest,
+    ) -> Result<CreatedApiKey> {
         let user = who.require_user()?;
         who.require_role(Role::Admin)?;
         let name = validate::text("name", &req.name, 100)?;
@@ -34,13 +38,24 @@ impl Services {
         let expires_at = req
             .expires_at
             .as_deref()
-            .map(|t| timefmt::parse_datetime(t).ok_or_else(|| Error::validation("expires_at", "must be an RFC 3339 datetime")))
+            .map(|t| {
+                timefmt::parse_datetime(t)
+                    .ok_or_else(|| Error::validation("expires_at", "must be an RFC 3339 datetime"))
+            })
             .transpose()?;
         if expires_at.is_some_and(|e| e <= timefmt::now_ms()) {
             return Err(Error::validation("expires_at", "must be in the future"));
         }
-        let (api_key, key) =
-            self.auth.create_api_key(who.organization_id, name, description, expires_at, Some(user)).await?;
+        let (api_key, key) = self
+            .auth
+            .create_api_key(
+                who.organization_id,
+                name,
+                description,
+                expires_at,
+                Some(user),
+            )
+            .await?;
         Ok(CreatedApiKey { api_key, key })
     }
 
@@ -51,13 +66,19 @@ impl Services {
 
     pub async fn get_api_key(&self, who: &Principal, id: ApiKeyId) -> Result<ApiKey> {
         who.require_user()?;
-        self.store.get_api_key(who.organization_id, id).await.map_err(|e| Error::from_store(e, "API key"))
+        self.store
+            .get_api_key(who.organization_id, id)
+            .await
+            .map_err(|e| Error::from_store(e, "API key"))
     }
 
     pub async fn delete_api_key(&self, who: &Principal, id: ApiKeyId) -> Result<()> {
         who.require_user()?;
         who.require_role(Role::Admin)?;
-        self.store.deactivate_api_key(who.organization_id, id).await.map_err(|e| Error::from_store(e, "API key"))?;
+        self.store
+            .deactivate_api_key(who.organization_id, id)
+            .await
+            .map_err(|e| Error::from_store(e, "API key"))?;
         self.auth.forget_cached_keys();
         Ok(())
     }

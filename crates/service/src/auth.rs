@@ -61,7 +61,11 @@ pub struct Principal {
 impl Principal {
     /// The server acting as OWNER of `org`; never the result of a request.
     pub fn system(org: OrganizationId) -> Self {
-        Self { kind: PrincipalKind::System, organization_id: org, role: Role::Owner }
+        Self {
+            kind: PrincipalKind::System,
+            organization_id: org,
+            role: Role::Owner,
+        }
     }
 
     pub fn user_id(&self) -> Option<UserId> {
@@ -84,14 +88,17 @@ impl Principal {
         if self.role.at_least(required) {
             Ok(())
         } else {
-            Err(Error::forbidden(format!("This action needs the {required} role or higher.")))
+            Err(Error::forbidden(format!(
+                "This action needs the {required} role or higher."
+            )))
         }
     }
 
     /// `/api-keys` is for people, not for other keys (Envoy: "Bearer token required").
     pub fn require_user(&self) -> Result<UserId> {
-        self.user_id()
-            .ok_or_else(|| Error::forbidden("This endpoint needs a user's bearer token, not an API key."))
+        self.user_id().ok_or_else(|| {
+            Error::forbidden("This endpoint needs a user's bearer token, not an API key.")
+        })
     }
 }
 
@@ -141,12 +148,17 @@ impl AuthService {
 
     fn verify_secret(secret: &str, hash: &str) -> bool {
         PasswordHash::new(hash)
-            .map(|parsed| Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(secret.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false)
     }
 
     pub fn lookup_hash(key: &str) -> String {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(LOOKUP_KEY).expect("HMAC takes any key length");
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(LOOKUP_KEY)
+            .expect("HMAC takes any key length");
         mac.update(key.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
@@ -154,18 +166,33 @@ impl AuthService {
     pub fn generate_key() -> String {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
-        format!("{API_KEY_PREFIX}{}", data_encoding::BASE32_NOPAD.encode(&bytes).to_lowercase())
+        format!(
+            "{API_KEY_PREFIX}{}",
+            data_encoding::BASE32_NOPAD.encode(&bytes).to_lowercase()
+        )
     }
 
     /// Creates a user with a password (argon2-hashed).
-    pub async fn create_user(&self, email: &str, name: Option<String>, password: &str) -> Result<User> {
+    pub async fn create_user(
+        &self,
+        email: &str,
+        name: Option<String>,
+        password: &str,
+    ) -> Result<User> {
         crate::validate::email("email", email)?;
         if password.len() < 8 {
-            return Err(Error::validation("password", "must be at least 8 characters"));
+            return Err(Error::validation(
+                "password",
+                "must be at least 8 characters",
+            ));
         }
         let password_hash = Self::hash_secret(password)?;
         self.store
-            .create_user(NewUser { email: email.to_owned(), name, password_hash })
+            .create_user(NewUser {
+                email: email.to_owned(),
+                name,
+                password_hash,
+            })
             .await
             .map_err(|e| Error::from_store(e, "user"))
     }
@@ -202,7 +229,9 @@ impl AuthService {
         let row = self.store.find_user_by_email(email).await?;
         // With no such user, check against a dummy hash all the same, so the
         // time taken does not reveal which emails exist.
-        let hash = row.as_ref().map_or(DUMMY_HASH.to_owned(), |r| r.password_hash.clone());
+        let hash = row
+            .as_ref()
+            .map_or(DUMMY_HASH.to_owned(), |r| r.password_hash.clone());
         let password = password.to_owned();
         let ok = tokio::task::spawn_blocking(move || Self::verify_secret(&password, &hash))
             .await
@@ -212,16 +241,27 @@ impl AuthService {
         };
         let now = timefmt::now_ms() / 1000;
         let ttl = self.token_ttl.as_secs() as i64;
-        let claims = Claims { sub: row.user.id.to_string(), iat: now, exp: now + ttl };
-        let token = jsonwebtoken::encode(&Header::default(), &claims, &self.encoding).map_err(Error::internal)?;
-        Ok(LoginResponse { access_token: token, token_type: "bearer".into(), expires_in: ttl })
+        let claims = Claims {
+            sub: row.user.id.to_string(),
+            iat: now,
+            exp: now + ttl,
+        };
+        let token = jsonwebtoken::encode(&Header::default(), &claims, &self.encoding)
+            .map_err(Error::internal)?;
+        Ok(LoginResponse {
+            access_token: token,
+            token_type: "bearer".into(),
+            expires_in: ttl,
+        })
     }
 
     /// Resolves credentials to a principal. `token` is the bearer token or
     /// API key; `org_header` is `X-Organization-ID` if sent.
     pub async fn authenticate(&self, token: &str, org_header: Option<&str>) -> Result<Principal> {
         let wanted_org = org_header
-            .map(|h| OrganizationId::parse(h.trim()).map_err(|e| Error::bad_id("X-Organization-ID", e)))
+            .map(|h| {
+                OrganizationId::parse(h.trim()).map_err(|e| Error::bad_id("X-Organization-ID", e))
+            })
             .transpose()?;
         if token.starts_with(API_KEY_PREFIX) {
             self.authenticate_key(token, wanted_org).await
@@ -230,11 +270,20 @@ impl AuthService {
         }
     }
 
-    async fn authenticate_key(&self, key: &str, wanted_org: Option<OrganizationId>) -> Result<Principal> {
+    async fn authenticate_key(
+        &self,
+        key: &str,
+        wanted_org: Option<OrganizationId>,
+    ) -> Result<Principal> {
         let lookup = Self::lookup_hash(key);
         // (fresh row, hash this key was verified against) from the cache.
         let cached = self.keys.lock().ok().and_then(|m| {
-            m.get(&lookup).map(|c| ((c.fetched.elapsed() < KEY_CACHE_TTL).then(|| c.row.clone()), c.row.secret_hash.clone()))
+            m.get(&lookup).map(|c| {
+                (
+                    (c.fetched.elapsed() < KEY_CACHE_TTL).then(|| c.row.clone()),
+                    c.row.secret_hash.clone(),
+                )
+            })
         });
         let (fresh, verified_hash) = match cached {
             Some((fresh, hash)) => (fresh, Some(hash)),
@@ -243,14 +292,19 @@ impl AuthService {
         let row = match fresh {
             Some(row) => row,
             None => {
-                let row = self.store.find_api_key_by_lookup(&lookup).await?.ok_or_else(Error::unauthenticated)?;
+                let row = self
+                    .store
+                    .find_api_key_by_lookup(&lookup)
+                    .await?
+                    .ok_or_else(Error::unauthenticated)?;
                 // Argon2 only the first time: a refresh just re-reads the row.
                 if verified_hash.as_deref() != Some(row.secret_hash.as_str()) {
                     let secret = key.to_owned();
                     let hash = row.secret_hash.clone();
-                    let ok = tokio::task::spawn_blocking(move || Self::verify_secret(&secret, &hash))
-                        .await
-                        .map_err(Error::internal)?;
+                    let ok =
+                        tokio::task::spawn_blocking(move || Self::verify_secret(&secret, &hash))
+                            .await
+                            .map_err(Error::internal)?;
                     if !ok {
                         return Err(Error::unauthenticated());
                     }
@@ -259,7 +313,13 @@ impl AuthService {
                     if m.len() >= KEY_CACHE_MAX {
                         m.clear();
                     }
-                    m.insert(lookup.clone(), CachedKey { row: row.clone(), fetched: Instant::now() });
+                    m.insert(
+                        lookup.clone(),
+                        CachedKey {
+                            row: row.clone(),
+                            fetched: Instant::now(),
+                        },
+                    );
                 }
                 row
             }
@@ -269,15 +329,23 @@ impl AuthService {
             return Err(Error::unauthenticated());
         }
         if wanted_org.is_some_and(|o| o != row.key.organization_id) {
-            return Err(Error::forbidden("This API key belongs to another organization."));
+            return Err(Error::forbidden(
+                "This API key belongs to another organization.",
+            ));
         }
-        if row.key.last_used_at.is_none_or(|t| t < now - LAST_USED_INTERVAL_MS) {
-            if let Ok(mut m) = self.keys.lock() {
-                if let Some(c) = m.get_mut(&lookup) {
-                    c.row.key.last_used_at = Some(now);
-                }
+        if row
+            .key
+            .last_used_at
+            .is_none_or(|t| t < now - LAST_USED_INTERVAL_MS)
+        {
+            if let Ok(mut m) = self.keys.lock()
+                && let Some(c) = m.get_mut(&lookup)
+            {
+                c.row.key.last_used_at = Some(now);
             }
-            self.store.touch_api_key(row.key.id, now, LAST_USED_INTERVAL_MS).await?;
+            self.store
+                .touch_api_key(row.key.id, now, LAST_USED_INTERVAL_MS)
+                .await?;
         }
         Ok(Principal {
             kind: PrincipalKind::ApiKey(row.key.id),
@@ -286,7 +354,11 @@ impl AuthService {
         })
     }
 
-    async fn authenticate_jwt(&self, token: &str, wanted_org: Option<OrganizationId>) -> Result<Principal> {
+    async fn authenticate_jwt(
+        &self,
+        token: &str,
+        wanted_org: Option<OrganizationId>,
+    ) -> Result<Principal> {
         let mut validation = Validation::new(jsonwebtoken::Algorithm::HS256);
         validation.leeway = 5;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
@@ -298,9 +370,15 @@ impl AuthService {
                 .iter()
                 .find(|m| m.organization_id == org)
                 .ok_or_else(|| Error::forbidden("You are not a member of this organization."))?,
-            None => memberships.first().ok_or_else(|| Error::forbidden("You belong to no organization."))?,
+            None => memberships
+                .first()
+                .ok_or_else(|| Error::forbidden("You belong to no organization."))?,
         };
-        Ok(Principal { kind: PrincipalKind::User(user), organization_id: chosen.organization_id, role: chosen.role })
+        Ok(Principal {
+            kind: PrincipalKind::User(user),
+            organization_id: chosen.organization_id,
+            role: chosen.role,
+        })
     }
 
     /// Forgets cached keys (after a key is revoked).
@@ -312,7 +390,8 @@ impl AuthService {
 }
 
 /// An argon2 hash of a random string, verified against when the email is unknown.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$R3Bc6cm7AZ0JcYz1aUOf0pAHO2hHk4Qq8vWcmd/x7Ms";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$R3Bc6cm7AZ0JcYz1aUOf0pAHO2hHk4Qq8vWcmd/x7Ms";
 
 #[cfg(test)]
 mod tests {
@@ -324,7 +403,10 @@ mod tests {
         assert!(k.starts_with(API_KEY_PREFIX));
         assert_eq!(k.len(), API_KEY_PREFIX.len() + 52);
         assert_eq!(AuthService::lookup_hash(&k), AuthService::lookup_hash(&k));
-        assert_ne!(AuthService::lookup_hash(&k), AuthService::lookup_hash(&AuthService::generate_key()));
+        assert_ne!(
+            AuthService::lookup_hash(&k),
+            AuthService::lookup_hash(&AuthService::generate_key())
+        );
     }
 
     #[test]

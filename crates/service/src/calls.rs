@@ -100,7 +100,8 @@ fn request_hash(body: &Value) -> String {
     fn canonical(v: &Value) -> Value {
         match v {
             Value::Object(map) => {
-                let sorted: BTreeMap<_, _> = map.iter().map(|(k, v)| (k.clone(), canonical(v))).collect();
+                let sorted: BTreeMap<_, _> =
+                    map.iter().map(|(k, v)| (k.clone(), canonical(v))).collect();
                 Value::Object(sorted.into_iter().collect())
             }
             Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
@@ -124,37 +125,66 @@ impl Services {
             Some(key) => {
                 let key = key.trim();
                 if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX || !key.is_ascii() {
-                    return Err(Error::validation("Idempotency-Key", "must be 1 to 255 ASCII characters"));
+                    return Err(Error::validation(
+                        "Idempotency-Key",
+                        "must be 1 to 255 ASCII characters",
+                    ));
                 }
                 Some((key.to_owned(), request_hash(raw)))
             }
             None => None,
         };
-        if let Some((key, hash)) = &idempotency {
-            if let Some(replay) = self.replay_idempotent(who, key, hash).await? {
-                return Ok(replay);
-            }
+        if let Some((key, hash)) = &idempotency
+            && let Some(replay) = self.replay_idempotent(who, key, hash).await?
+        {
+            return Ok(replay);
         }
 
-        let to = validate::phone("to_number", req.to_number.as_deref().ok_or_else(|| {
-            Error::validation("to_number", "field required")
-        })?)?;
-        let from = req.from_number.as_deref().map(|f| validate::phone("from_number", f)).transpose()?;
+        let to = validate::phone(
+            "to_number",
+            req.to_number
+                .as_deref()
+                .ok_or_else(|| Error::validation("to_number", "field required"))?,
+        )?;
+        let from = req
+            .from_number
+            .as_deref()
+            .map(|f| validate::phone("from_number", f))
+            .transpose()?;
         let now = timefmt::now_ms();
         let scheduled_for = req
             .call_time
             .as_deref()
-            .map(|t| timefmt::parse_datetime(t).ok_or_else(|| Error::validation("call_time", "must be an RFC 3339 datetime, e.g. 2024-01-15T09:30:00Z")))
+            .map(|t| {
+                timefmt::parse_datetime(t).ok_or_else(|| {
+                    Error::validation(
+                        "call_time",
+                        "must be an RFC 3339 datetime, e.g. 2024-01-15T09:30:00Z",
+                    )
+                })
+            })
             .transpose()?
             .filter(|t| *t > now);
         let call_type = validate::opt_text("call_type", req.call_type.as_deref(), 64)?;
-        let ring_timeout = validate::int_range("ring_timeout_seconds", req.ring_timeout_seconds.unwrap_or(30), 5, 120)?;
-        let max_duration = validate::int_range("max_duration_seconds", req.max_duration_seconds.unwrap_or(1800), 10, 14_400)?;
+        let ring_timeout = validate::int_range(
+            "ring_timeout_seconds",
+            req.ring_timeout_seconds.unwrap_or(30),
+            5,
+            120,
+        )?;
+        let max_duration = validate::int_range(
+            "max_duration_seconds",
+            req.max_duration_seconds.unwrap_or(1800),
+            10,
+            14_400,
+        )?;
         if let Some(m) = &req.metadata {
             validate::metadata("metadata", m)?;
         }
-        let agent = req.agent.as_ref().map(|a| validate_agent(a)).transpose()?;
-        let load_id = self.resolve_load(who, req.load_id.as_deref(), req.load_number.as_deref()).await?;
+        let agent = req.agent.as_ref().map(validate_agent).transpose()?;
+        let load_id = self
+            .resolve_load(who, req.load_id.as_deref(), req.load_number.as_deref())
+            .await?;
 
         let route = self
             .store
@@ -163,7 +193,10 @@ impl Services {
         let route = match (route, &from) {
             (Some(r), _) => r,
             (None, Some(_)) => {
-                return Err(Error::validation("from_number", "is not a phone number of this organization"));
+                return Err(Error::validation(
+                    "from_number",
+                    "is not a phone number of this organization",
+                ));
             }
             (None, None) => {
                 return Err(Error::new(
@@ -176,7 +209,11 @@ impl Services {
 
         let new = NewCall {
             organization_id: org,
-            status: if scheduled_for.is_some() { CallStatus::Scheduled } else { CallStatus::Queued },
+            status: if scheduled_for.is_some() {
+                CallStatus::Scheduled
+            } else {
+                CallStatus::Queued
+            },
             call_time: scheduled_for.unwrap_or(now),
             call_direction: CallDirection::Outbound,
             to_number: Some(to.as_str().to_owned()),
@@ -193,7 +230,10 @@ impl Services {
         };
         let inserted = self
             .store
-            .insert_call(new, idempotency.as_ref().map(|(k, h)| (k.as_str(), h.as_str())))
+            .insert_call(
+                new,
+                idempotency.as_ref().map(|(k, h)| (k.as_str(), h.as_str())),
+            )
             .await;
         let call = match inserted {
             Ok(call) => call,
@@ -208,18 +248,29 @@ impl Services {
             Err(e) => return Err(Error::from_store(e, "call")),
         };
         metrics::counter!("switchyard_calls_created_total").increment(1);
-        if call.status == CallStatus::Queued {
-            if let Some(t) = &self.telephony {
-                if let Err(e) = t.dispatch_queued().await {
-                    tracing::warn!(error = %e, "dispatch after create failed; the scheduler will retry");
-                }
-            }
+        if call.status == CallStatus::Queued
+            && let Some(t) = &self.telephony
+            && let Err(e) = t.dispatch_queued().await
+        {
+            tracing::warn!(error = %e, "dispatch after create failed; the scheduler will retry");
         }
-        Ok(Created { call, replayed: false })
+        Ok(Created {
+            call,
+            replayed: false,
+        })
     }
 
-    async fn replay_idempotent(&self, who: &Principal, key: &str, hash: &str) -> Result<Option<Created>> {
-        let Some(found) = self.store.find_idempotency_key(who.organization_id, key).await? else {
+    async fn replay_idempotent(
+        &self,
+        who: &Principal,
+        key: &str,
+        hash: &str,
+    ) -> Result<Option<Created>> {
+        let Some(found) = self
+            .store
+            .find_idempotency_key(who.organization_id, key)
+            .await?
+        else {
             return Ok(None);
         };
         if found.request_hash != hash {
@@ -229,11 +280,22 @@ impl Services {
             )
             .with_param("Idempotency-Key"));
         }
-        let call = self.store.get_call(who.organization_id, found.call_id).await?;
-        Ok(Some(Created { call, replayed: true }))
+        let call = self
+            .store
+            .get_call(who.organization_id, found.call_id)
+            .await?;
+        Ok(Some(Created {
+            call,
+            replayed: true,
+        }))
     }
 
-    async fn resolve_load(&self, who: &Principal, load_id: Option<&str>, load_number: Option<&str>) -> Result<Option<LoadId>> {
+    async fn resolve_load(
+        &self,
+        who: &Principal,
+        load_id: Option<&str>,
+        load_number: Option<&str>,
+    ) -> Result<Option<LoadId>> {
         let by_id = match load_id {
             Some(text) => {
                 let id = LoadId::parse(text.trim()).map_err(|e| Error::bad_id("load_id", e))?;
@@ -266,7 +328,10 @@ impl Services {
     }
 
     pub async fn get_call(&self, who: &Principal, id: CallId) -> Result<Call> {
-        self.store.get_call(who.organization_id, id).await.map_err(|e| Error::from_store(e, "Call"))
+        self.store
+            .get_call(who.organization_id, id)
+            .await
+            .map_err(|e| Error::from_store(e, "Call"))
     }
 
     pub async fn list_calls(&self, who: &Principal, params: &Params) -> Result<Paginated<Call>> {
@@ -274,14 +339,30 @@ impl Services {
         let filter = call_filter(params, OffsetDateTime::now_utc())?;
         let (data, total) = self
             .store
-            .list_calls(who.organization_id, &filter, Page { limit: page.page_size, offset: page.offset() })
+            .list_calls(
+                who.organization_id,
+                &filter,
+                Page {
+                    limit: page.page_size,
+                    offset: page.offset(),
+                },
+            )
             .await?;
-        Ok(Paginated { data, pagination: page.page_of(total) })
+        Ok(Paginated {
+            data,
+            pagination: page.page_of(total),
+        })
     }
 
     pub async fn list_calls_for_load(&self, who: &Principal, load: LoadId) -> Result<Vec<Call>> {
-        self.store.get_load(who.organization_id, load).await.map_err(|e| Error::from_store(e, "Load"))?;
-        Ok(self.store.list_calls_for_load(who.organization_id, load).await?)
+        self.store
+            .get_load(who.organization_id, load)
+            .await
+            .map_err(|e| Error::from_store(e, "Load"))?;
+        Ok(self
+            .store
+            .list_calls_for_load(who.organization_id, load)
+            .await?)
     }
 
     /// `POST /calls/{id}/end`: cancels a call not yet answered, hangs up an
@@ -298,23 +379,29 @@ impl Services {
                 } else {
                     format!("Call ended with status {}.", call.status)
                 };
-                return Ok(EndCallResponse { success: true, message, call_id: id, previous_status: Some(previous), status: call.status });
+                return Ok(EndCallResponse {
+                    success: true,
+                    message,
+                    call_id: id,
+                    previous_status: Some(previous),
+                    status: call.status,
+                });
             }
-            if call.status.is_live() {
-                if let Some(t) = &self.telephony {
-                    match t.end(&call).await.map_err(Error::internal)? {
-                        EndOutcome::Signalled => {
-                            let now = self.get_call(who, id).await?;
-                            return Ok(EndCallResponse {
-                                success: true,
-                                message: "Hang-up sent.".into(),
-                                call_id: id,
-                                previous_status: Some(previous),
-                                status: now.status,
-                            });
-                        }
-                        EndOutcome::NotHeld => {}
+            if call.status.is_live()
+                && let Some(t) = &self.telephony
+            {
+                match t.end(&call).await.map_err(Error::internal)? {
+                    EndOutcome::Signalled => {
+                        let now = self.get_call(who, id).await?;
+                        return Ok(EndCallResponse {
+                            success: true,
+                            message: "Hang-up sent.".into(),
+                            call_id: id,
+                            previous_status: Some(previous),
+                            status: now.status,
+                        });
                     }
+                    EndOutcome::NotHeld => {}
                 }
             }
             // Nothing on the wire (not dialed yet, or no engine holds the dialog): record the end.
@@ -324,13 +411,25 @@ impl Services {
                     CallEvent::HungUp,
                     CallPatch {
                         call_end_time: Some(now),
-                        duration_seconds: call.call_start_time.map(|s| (now - s).max(0) as f64 / 1000.0),
+                        duration_seconds: call
+                            .call_start_time
+                            .map(|s| (now - s).max(0) as f64 / 1000.0),
                         ..Default::default()
                     },
                 ),
-                _ => (CallEvent::Canceled, CallPatch { call_end_time: Some(now), ..Default::default() }),
+                _ => (
+                    CallEvent::Canceled,
+                    CallPatch {
+                        call_end_time: Some(now),
+                        ..Default::default()
+                    },
+                ),
             };
-            match self.store.transition_call(id, call.status, event, patch).await {
+            match self
+                .store
+                .transition_call(id, call.status, event, patch)
+                .await
+            {
                 Ok(done) => {
                     return Ok(EndCallResponse {
                         success: true,
@@ -344,7 +443,10 @@ impl Services {
                 Err(e) => return Err(Error::from_store(e, "Call")),
             }
         }
-        Err(Error::new(ErrorCode::InvalidState, "The call kept changing state; retry."))
+        Err(Error::new(
+            ErrorCode::InvalidState,
+            "The call kept changing state; retry.",
+        ))
     }
 
     /// `GET /calls/{id}/recording`. Recordings become available with the
@@ -352,10 +454,17 @@ impl Services {
     pub async fn call_recording(&self, who: &Principal, id: CallId) -> Result<RecordingResponse> {
         let call = self.get_call(who, id).await?;
         let status = call.recording_status.map(|s| s.as_str()).unwrap_or("null");
-        Err(Error::new(ErrorCode::NotFound, format!("No recording is available for this call (recording_status: {status}).")))
+        Err(Error::new(
+            ErrorCode::NotFound,
+            format!("No recording is available for this call (recording_status: {status})."),
+        ))
     }
 
-    pub async fn call_transcript(&self, who: &Principal, id: CallId) -> Result<Vec<TranscriptTurn>> {
+    pub async fn call_transcript(
+        &self,
+        who: &Principal,
+        id: CallId,
+    ) -> Result<Vec<TranscriptTurn>> {
         self.get_call(who, id).await?;
         Ok(self.store.transcript(who.organization_id, id).await?)
     }
@@ -377,8 +486,12 @@ fn validate_agent(agent: &AgentSettings) -> Result<Value> {
 pub fn call_filter(params: &Params, now: OffsetDateTime) -> Result<CallFilter> {
     let mut filter = CallFilter::default();
     for s in params.list("status") {
-        let status = CallStatus::parse(&s)
-            .ok_or_else(|| Error::validation("status", format!("unknown status {s:?}; allowed: {}", CallStatus::allowed())))?;
+        let status = CallStatus::parse(&s).ok_or_else(|| {
+            Error::validation(
+                "status",
+                format!("unknown status {s:?}; allowed: {}", CallStatus::allowed()),
+            )
+        })?;
         filter.statuses.push(status);
     }
     let mut from: Option<i64> = None;
@@ -389,17 +502,26 @@ pub fn call_filter(params: &Params, now: OffsetDateTime) -> Result<CallFilter> {
         to = Some(b);
     }
     if let Some(start) = params.get("start_date") {
-        let s = parse_bound(start, false).ok_or_else(|| Error::validation("start_date", "must be YYYY-MM-DD or an RFC 3339 datetime"))?;
+        let s = parse_bound(start, false).ok_or_else(|| {
+            Error::validation("start_date", "must be YYYY-MM-DD or an RFC 3339 datetime")
+        })?;
         from = Some(from.map_or(s, |f| f.max(s)));
     }
     if let Some(end) = params.get("end_date") {
-        let e = parse_bound(end, true).ok_or_else(|| Error::validation("end_date", "must be YYYY-MM-DD or an RFC 3339 datetime"))?;
+        let e = parse_bound(end, true).ok_or_else(|| {
+            Error::validation("end_date", "must be YYYY-MM-DD or an RFC 3339 datetime")
+        })?;
         to = Some(to.map_or(e, |t| t.min(e)));
     }
-    if let (Some(f), Some(t)) = (from, to) {
-        if params.get("start_date").is_some() && params.get("end_date").is_some() && f >= t {
-            return Err(Error::validation("end_date", "must not be before start_date"));
-        }
+    if let (Some(f), Some(t)) = (from, to)
+        && params.get("start_date").is_some()
+        && params.get("end_date").is_some()
+        && f >= t
+    {
+        return Err(Error::validation(
+            "end_date",
+            "must not be before start_date",
+        ));
     }
     filter.call_time_from = from;
     filter.call_time_to = to;
@@ -408,7 +530,10 @@ pub fn call_filter(params: &Params, now: OffsetDateTime) -> Result<CallFilter> {
     }
     if let Some(d) = params.get("call_direction") {
         filter.direction = Some(CallDirection::parse(d).ok_or_else(|| {
-            Error::validation("call_direction", format!("must be one of {}", CallDirection::allowed()))
+            Error::validation(
+                "call_direction",
+                format!("must be one of {}", CallDirection::allowed()),
+            )
         })?);
     }
     if let Some(t) = params.get("call_type") {
@@ -421,7 +546,12 @@ pub fn call_filter(params: &Params, now: OffsetDateTime) -> Result<CallFilter> {
         filter.sort = match s.to_ascii_lowercase().as_str() {
             "call_time" => CallSort::CallTime,
             "created_at" => CallSort::CreatedAt,
-            _ => return Err(Error::validation("sort_by", "must be call_time or created_at")),
+            _ => {
+                return Err(Error::validation(
+                    "sort_by",
+                    "must be call_time or created_at",
+                ));
+            }
         };
     }
     if let Some(o) = params.get("sort_order") {
@@ -445,7 +575,14 @@ fn parse_bound(text: &str, end: bool) -> Option<i64> {
     timefmt::parse_datetime(text).map(|t| if end { t + 1 } else { t })
 }
 
-pub const TIME_PERIODS: &[&str] = &["today", "yesterday", "last_7_days", "last_30_days", "this_month", "last_month"];
+pub const TIME_PERIODS: &[&str] = &[
+    "today",
+    "yesterday",
+    "last_7_days",
+    "last_30_days",
+    "this_month",
+    "last_month",
+];
 
 /// `[from, to)` in milliseconds for a named period, in UTC.
 fn time_period(name: &str, now: OffsetDateTime) -> Result<(i64, i64)> {
@@ -474,7 +611,10 @@ fn time_period(name: &str, now: OffsetDateTime) -> Result<(i64, i64)> {
             (day(prev), day(first))
         }
         _ => {
-            return Err(Error::validation("time_period", format!("must be one of {}", TIME_PERIODS.join(", "))));
+            return Err(Error::validation(
+                "time_period",
+                format!("must be one of {}", TIME_PERIODS.join(", ")),
+            ));
         }
     };
     Ok(range)
@@ -486,7 +626,12 @@ mod tests {
     use time::macros::datetime;
 
     fn params(pairs: &[(&str, &str)]) -> Params {
-        Params(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        Params(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -506,14 +651,37 @@ mod tests {
     #[test]
     fn filters() {
         let now = datetime!(2026-03-15 12:00 UTC);
-        let f = call_filter(&params(&[("status", "queued,COMPLETED"), ("status", "busy"), ("start_date", "2026-01-01"), ("end_date", "2026-01-31")]), now).unwrap();
-        assert_eq!(f.statuses, vec![CallStatus::Queued, CallStatus::Completed, CallStatus::Busy]);
-        assert_eq!(timefmt::format_ms(f.call_time_to.unwrap()), "2026-02-01T00:00:00Z");
+        let f = call_filter(
+            &params(&[
+                ("status", "queued,COMPLETED"),
+                ("status", "busy"),
+                ("start_date", "2026-01-01"),
+                ("end_date", "2026-01-31"),
+            ]),
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            f.statuses,
+            vec![CallStatus::Queued, CallStatus::Completed, CallStatus::Busy]
+        );
+        assert_eq!(
+            timefmt::format_ms(f.call_time_to.unwrap()),
+            "2026-02-01T00:00:00Z"
+        );
         let e = call_filter(&params(&[("status", "LIVE")]), now).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("status"));
-        let e = call_filter(&params(&[("load_id", "car_550e8400-e29b-41d4-a716-446655440000")]), now).unwrap_err();
+        let e = call_filter(
+            &params(&[("load_id", "car_550e8400-e29b-41d4-a716-446655440000")]),
+            now,
+        )
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidIdFormat);
-        let e = call_filter(&params(&[("start_date", "2026-02-01"), ("end_date", "2026-01-01")]), now).unwrap_err();
+        let e = call_filter(
+            &params(&[("start_date", "2026-02-01"), ("end_date", "2026-01-01")]),
+            now,
+        )
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("end_date"));
     }
 

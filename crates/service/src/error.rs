@@ -50,7 +50,10 @@ impl ErrorCode {
             ErrorCode::InsufficientPermissions => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::AlreadyExists | ErrorCode::CallNotLive | ErrorCode::InvalidState | ErrorCode::Conflict => 409,
+            ErrorCode::AlreadyExists
+            | ErrorCode::CallNotLive
+            | ErrorCode::InvalidState
+            | ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RateLimitExceeded => 429,
@@ -75,7 +78,13 @@ pub struct Error {
 
 impl Error {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), param: None, retry_after: None, source: None }
+        Self {
+            code,
+            message: message.into(),
+            param: None,
+            retry_after: None,
+            source: None,
+        }
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
@@ -92,7 +101,10 @@ impl Error {
     }
 
     pub fn unauthenticated() -> Self {
-        Self::new(ErrorCode::NotAuthenticated, "Missing or invalid authentication credentials.")
+        Self::new(
+            ErrorCode::NotAuthenticated,
+            "Missing or invalid authentication credentials.",
+        )
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -112,7 +124,9 @@ impl Error {
     /// Maps an ID parse failure on `param`.
     pub fn bad_id(param: &str, err: IdError) -> Self {
         match err {
-            IdError::WrongPrefix { .. } => Self::new(ErrorCode::InvalidIdFormat, err.to_string()).with_param(param),
+            IdError::WrongPrefix { .. } => {
+                Self::new(ErrorCode::InvalidIdFormat, err.to_string()).with_param(param)
+            }
             IdError::Malformed { .. } => Self::validation(param, err.to_string()),
         }
     }
@@ -121,8 +135,13 @@ impl Error {
     pub fn from_store(err: StoreError, what: &str) -> Self {
         match err {
             StoreError::NotFound => Self::not_found(what),
-            StoreError::Conflict(msg) => Self::new(ErrorCode::AlreadyExists, format!("{msg} already exists")),
-            StoreError::Stale => Self::new(ErrorCode::InvalidState, format!("the {what} changed meanwhile; retry")),
+            StoreError::Conflict(msg) => {
+                Self::new(ErrorCode::AlreadyExists, format!("{msg} already exists"))
+            }
+            StoreError::Stale => Self::new(
+                ErrorCode::InvalidState,
+                format!("the {what} changed meanwhile; retry"),
+            ),
             other => Self::internal(other),
         }
     }

@@ -46,7 +46,9 @@ impl LoadInput {
         };
         let load_number = match map.remove("load_number") {
             Some(Value::String(s)) => s,
-            None | Some(Value::Null) => return Err(Error::validation("load_number", "field required")),
+            None | Some(Value::Null) => {
+                return Err(Error::validation("load_number", "field required"));
+            }
             Some(_) => return Err(Error::validation("load_number", "must be a string")),
         };
         let tms_load_id = match map.remove("tms_load_id") {
@@ -55,7 +57,11 @@ impl LoadInput {
             Some(_) => return Err(Error::validation("tms_load_id", "must be a string")),
         };
         let details = validate::deserialize::<LoadDetails>(&Value::Object(map))?;
-        Ok(Self { load_number, tms_load_id, details })
+        Ok(Self {
+            load_number,
+            tms_load_id,
+            details,
+        })
     }
 }
 
@@ -63,10 +69,13 @@ const FIELDS_FIXED_BY_SERVER: &[&str] = &["id", "organization_id", "created_at",
 
 fn validate_input(input: &mut LoadInput) -> Result<()> {
     input.load_number = validate::text("load_number", &input.load_number, 64)?;
-    if let Some(tms) = &input.tms_load_id {
-        if tms.chars().count() != 18 {
-            return Err(Error::validation("tms_load_id", "must be exactly 18 characters"));
-        }
+    if let Some(tms) = &input.tms_load_id
+        && tms.chars().count() != 18
+    {
+        return Err(Error::validation(
+            "tms_load_id",
+            "must be exactly 18 characters",
+        ));
     }
     let d = &mut input.details;
     if d.stops.len() < 2 {
@@ -77,7 +86,10 @@ fn validate_input(input: &mut LoadInput) -> Result<()> {
     }
     for (i, stop) in d.stops.iter().enumerate() {
         if !stop.is_object() {
-            return Err(Error::validation(format!("stops[{i}]"), "must be an object"));
+            return Err(Error::validation(
+                format!("stops[{i}]"),
+                "must be an object",
+            ));
         }
     }
     validate::non_negative("weight", d.weight)?;
@@ -90,19 +102,33 @@ fn validate_input(input: &mut LoadInput) -> Result<()> {
     if d.tms_status.is_none() {
         d.tms_status = Some("created".into());
     }
-    let size = serde_json::to_string(&input.details).map_err(Error::internal)?.len();
+    let size = serde_json::to_string(&input.details)
+        .map_err(Error::internal)?
+        .len();
     if size > 256 * 1024 {
-        return Err(Error::validation("stops", "the load is larger than 256 KiB"));
+        return Err(Error::validation(
+            "stops",
+            "the load is larger than 256 KiB",
+        ));
     }
     Ok(())
 }
 
 impl Services {
-    pub async fn upsert_load(&self, who: &Principal, mut input: LoadInput) -> Result<LoadUpsertResponse> {
+    pub async fn upsert_load(
+        &self,
+        who: &Principal,
+        mut input: LoadInput,
+    ) -> Result<LoadUpsertResponse> {
         validate_input(&mut input)?;
         let (load, outcome) = self
             .store
-            .upsert_load(who.organization_id, &input.load_number, input.tms_load_id.as_deref(), &input.details)
+            .upsert_load(
+                who.organization_id,
+                &input.load_number,
+                input.tms_load_id.as_deref(),
+                &input.details,
+            )
             .await
             .map_err(|e| Error::from_store(e, "Load"))?;
         let (operation, message) = match outcome {
@@ -119,15 +145,31 @@ impl Services {
     }
 
     pub async fn get_load(&self, who: &Principal, id: LoadId) -> Result<Load> {
-        self.store.get_load(who.organization_id, id).await.map_err(|e| Error::from_store(e, "Load"))
+        self.store
+            .get_load(who.organization_id, id)
+            .await
+            .map_err(|e| Error::from_store(e, "Load"))
     }
 
     pub async fn list_loads(&self, who: &Principal, params: &Params) -> Result<Paginated<Load>> {
         let page = PageRequest::from_params(params)?;
-        let search = params.get("search").map(|s| validate::text("search", s, 100)).transpose()?;
-        let (data, total) =
-            self.store.list_loads(who.organization_id, search.as_deref(), page.page_size, page.offset()).await?;
-        Ok(Paginated { data, pagination: page.page_of(total) })
+        let search = params
+            .get("search")
+            .map(|s| validate::text("search", s, 100))
+            .transpose()?;
+        let (data, total) = self
+            .store
+            .list_loads(
+                who.organization_id,
+                search.as_deref(),
+                page.page_size,
+                page.offset(),
+            )
+            .await?;
+        Ok(Paginated {
+            data,
+            pagination: page.page_of(total),
+        })
     }
 
     /// Partial update: fields present in `patch` replace the stored ones
@@ -138,7 +180,9 @@ impl Services {
         };
         let current = self.get_load(who, id).await?;
         let mut merged = serde_json::to_value(&current).map_err(Error::internal)?;
-        let target = merged.as_object_mut().ok_or_else(|| Error::internal(anyhow::anyhow!("load is not an object")))?;
+        let target = merged
+            .as_object_mut()
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("load is not an object")))?;
         for (key, value) in changes {
             if FIELDS_FIXED_BY_SERVER.contains(&key.as_str()) {
                 return Err(Error::validation(key, "cannot be changed"));
@@ -153,6 +197,9 @@ impl Services {
             details: input.details,
             ..current
         };
-        self.store.update_load(&updated).await.map_err(|e| Error::from_store(e, "Load"))
+        self.store
+            .update_load(&updated)
+            .await
+            .map_err(|e| Error::from_store(e, "Load"))
     }
 }

@@ -24,7 +24,10 @@ impl PageRequest {
         }
         let page_size = params.int("page_size")?.unwrap_or(DEFAULT_PAGE_SIZE);
         if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
-            return Err(Error::validation("page_size", format!("must be between 1 and {MAX_PAGE_SIZE}")));
+            return Err(Error::validation(
+                "page_size",
+                format!("must be between 1 and {MAX_PAGE_SIZE}"),
+            ));
         }
         Ok(Self { page, page_size })
     }
@@ -34,7 +37,11 @@ impl PageRequest {
     }
 
     pub fn page_of(&self, total_count: i64) -> Pagination {
-        let total_pages = if total_count == 0 { 0 } else { (total_count + self.page_size - 1) / self.page_size };
+        let total_pages = if total_count == 0 {
+            0
+        } else {
+            (total_count + self.page_size - 1) / self.page_size
+        };
         Pagination {
             page: self.page,
             page_size: self.page_size,

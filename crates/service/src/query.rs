@@ -9,7 +9,12 @@ pub struct Params(pub Vec<(String, String)>);
 impl Params {
     /// The last value given for `name`, if non-empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.trim().is_empty())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.trim().is_empty())
     }
 
     /// Every value of a repeatable, comma-separable parameter.
@@ -25,7 +30,11 @@ impl Params {
 
     pub fn int(&self, name: &str) -> Result<Option<i64>> {
         self.get(name)
-            .map(|v| v.trim().parse::<i64>().map_err(|_| Error::validation(name, "must be an integer")))
+            .map(|v| {
+                v.trim()
+                    .parse::<i64>()
+                    .map_err(|_| Error::validation(name, "must be an integer"))
+            })
             .transpose()
     }
 }

@@ -24,7 +24,10 @@ impl Scheduler {
     pub async fn tick(&self) -> anyhow::Result<usize> {
         let mut total = 0;
         loop {
-            let claimed = self.store.claim_due_calls(timefmt::now_ms(), self.batch, &self.worker_id).await?;
+            let claimed = self
+                .store
+                .claim_due_calls(timefmt::now_ms(), self.batch, &self.worker_id)
+                .await?;
             total += claimed.len();
             for c in &claimed {
                 tracing::info!(call_id = %c.call.id, worker = %self.worker_id, "scheduled call is due; queued");

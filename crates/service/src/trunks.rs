@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::{Principal, Services, validate};
 
 /// Tells "absent" (`None`) from "null" (`Some(None)`) in a PATCH body.
-fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -80,8 +82,17 @@ pub struct UpdatePhoneNumberRequest {
 
 fn host(value: &str) -> Result<String> {
     let h = validate::text("host", value, 253)?;
-    let ok = h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
-    if ok { Ok(h) } else { Err(Error::validation("host", "must be a host name or an IP address")) }
+    let ok = h
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if ok {
+        Ok(h)
+    } else {
+        Err(Error::validation(
+            "host",
+            "must be a host name or an IP address",
+        ))
+    }
 }
 
 fn transport(value: &str) -> Result<String> {
@@ -94,19 +105,26 @@ fn transport(value: &str) -> Result<String> {
 fn secret_text(param: &str, value: Option<&str>) -> Result<Option<String>> {
     match value {
         None | Some("") => Ok(None),
-        Some(v) if v.len() > 256 || v.chars().any(char::is_control) => {
-            Err(Error::validation(param, "must be at most 256 printable characters"))
-        }
+        Some(v) if v.len() > 256 || v.chars().any(char::is_control) => Err(Error::validation(
+            param,
+            "must be at most 256 printable characters",
+        )),
         Some(v) => Ok(Some(v.to_owned())),
     }
 }
 
 fn max_calls(value: Option<i64>) -> Result<Option<i64>> {
-    value.map(|n| validate::int_range("max_concurrent_calls", n, 1, 100_000)).transpose()
+    value
+        .map(|n| validate::int_range("max_concurrent_calls", n, 1, 100_000))
+        .transpose()
 }
 
 impl Services {
-    pub async fn create_sip_trunk(&self, who: &Principal, req: CreateSipTrunkRequest) -> Result<SipTrunk> {
+    pub async fn create_sip_trunk(
+        &self,
+        who: &Principal,
+        req: CreateSipTrunkRequest,
+    ) -> Result<SipTrunk> {
         who.require_role(Role::Admin)?;
         let new = NewSipTrunk {
             name: validate::text("name", &req.name, 100)?,
@@ -119,7 +137,10 @@ impl Services {
             from_domain: validate::opt_text("from_domain", req.from_domain.as_deref(), 253)?,
             max_concurrent_calls: max_calls(req.max_concurrent_calls)?,
         };
-        self.store.create_sip_trunk(who.organization_id, new).await.map_err(|e| Error::from_store(e, "SIP trunk"))
+        self.store
+            .create_sip_trunk(who.organization_id, new)
+            .await
+            .map_err(|e| Error::from_store(e, "SIP trunk"))
     }
 
     pub async fn list_sip_trunks(&self, who: &Principal) -> Result<Vec<SipTrunk>> {
@@ -129,20 +150,47 @@ impl Services {
 
     pub async fn get_sip_trunk(&self, who: &Principal, id: SipTrunkId) -> Result<SipTrunk> {
         who.require_role(Role::Admin)?;
-        self.store.get_sip_trunk(who.organization_id, id).await.map_err(|e| Error::from_store(e, "SIP trunk"))
+        self.store
+            .get_sip_trunk(who.organization_id, id)
+            .await
+            .map_err(|e| Error::from_store(e, "SIP trunk"))
     }
 
-    pub async fn update_sip_trunk(&self, who: &Principal, id: SipTrunkId, req: UpdateSipTrunkRequest) -> Result<SipTrunk> {
+    pub async fn update_sip_trunk(
+        &self,
+        who: &Principal,
+        id: SipTrunkId,
+        req: UpdateSipTrunkRequest,
+    ) -> Result<SipTrunk> {
         who.require_role(Role::Admin)?;
         let patch = SipTrunkPatch {
-            name: req.name.as_deref().map(|n| validate::text("name", n, 100)).transpose()?,
+            name: req
+                .name
+                .as_deref()
+                .map(|n| validate::text("name", n, 100))
+                .transpose()?,
             host: req.host.as_deref().map(host).transpose()?,
-            port: req.port.map(|p| validate::int_range("port", p, 1, 65_535)).transpose()?,
+            port: req
+                .port
+                .map(|p| validate::int_range("port", p, 1, 65_535))
+                .transpose()?,
             transport: req.transport.as_deref().map(transport).transpose()?,
-            username: req.username.map(|u| secret_text("username", u.as_deref())).transpose()?,
-            password: req.password.map(|p| secret_text("password", p.as_deref())).transpose()?,
-            realm: req.realm.map(|r| validate::opt_text("realm", r.as_deref(), 253)).transpose()?,
-            from_domain: req.from_domain.map(|f| validate::opt_text("from_domain", f.as_deref(), 253)).transpose()?,
+            username: req
+                .username
+                .map(|u| secret_text("username", u.as_deref()))
+                .transpose()?,
+            password: req
+                .password
+                .map(|p| secret_text("password", p.as_deref()))
+                .transpose()?,
+            realm: req
+                .realm
+                .map(|r| validate::opt_text("realm", r.as_deref(), 253))
+                .transpose()?,
+            from_domain: req
+                .from_domain
+                .map(|f| validate::opt_text("from_domain", f.as_deref(), 253))
+                .transpose()?,
             max_concurrent_calls: req.max_concurrent_calls.map(max_calls).transpose()?,
         };
         self.store
@@ -153,16 +201,26 @@ impl Services {
 
     pub async fn delete_sip_trunk(&self, who: &Principal, id: SipTrunkId) -> Result<()> {
         who.require_role(Role::Admin)?;
-        self.store.delete_sip_trunk(who.organization_id, id).await.map_err(|e| match e {
-            switchyard_store::StoreError::Conflict(msg) => Error::new(crate::ErrorCode::InvalidState, msg),
-            other => Error::from_store(other, "SIP trunk"),
-        })
+        self.store
+            .delete_sip_trunk(who.organization_id, id)
+            .await
+            .map_err(|e| match e {
+                switchyard_store::StoreError::Conflict(msg) => {
+                    Error::new(crate::ErrorCode::InvalidState, msg)
+                }
+                other => Error::from_store(other, "SIP trunk"),
+            })
     }
 
-    pub async fn create_phone_number(&self, who: &Principal, req: CreatePhoneNumberRequest) -> Result<PhoneNumber> {
+    pub async fn create_phone_number(
+        &self,
+        who: &Principal,
+        req: CreatePhoneNumberRequest,
+    ) -> Result<PhoneNumber> {
         who.require_role(Role::Admin)?;
         let number = validate::e164("number", &req.number)?;
-        let trunk = SipTrunkId::parse(req.sip_trunk_id.trim()).map_err(|e| Error::bad_id("sip_trunk_id", e))?;
+        let trunk = SipTrunkId::parse(req.sip_trunk_id.trim())
+            .map_err(|e| Error::bad_id("sip_trunk_id", e))?;
         self.store
             .get_sip_trunk(who.organization_id, trunk)
             .await
@@ -170,7 +228,11 @@ impl Services {
         if let Some(agent) = &req.inbound_agent {
             validate::metadata("inbound_agent", agent)?;
         }
-        let has_numbers = !self.store.list_phone_numbers(who.organization_id).await?.is_empty();
+        let has_numbers = !self
+            .store
+            .list_phone_numbers(who.organization_id)
+            .await?
+            .is_empty();
         let new = NewPhoneNumber {
             number,
             sip_trunk_id: trunk,
@@ -188,9 +250,16 @@ impl Services {
         Ok(self.store.list_phone_numbers(who.organization_id).await?)
     }
 
-    pub async fn get_phone_number(&self, who: &Principal, id: PhoneNumberId) -> Result<PhoneNumber> {
+    pub async fn get_phone_number(
+        &self,
+        who: &Principal,
+        id: PhoneNumberId,
+    ) -> Result<PhoneNumber> {
         who.require_role(Role::Admin)?;
-        self.store.get_phone_number(who.organization_id, id).await.map_err(|e| Error::from_store(e, "Phone number"))
+        self.store
+            .get_phone_number(who.organization_id, id)
+            .await
+            .map_err(|e| Error::from_store(e, "Phone number"))
     }
 
     pub async fn update_phone_number(
@@ -202,7 +271,8 @@ impl Services {
         who.require_role(Role::Admin)?;
         let trunk = match req.sip_trunk_id.as_deref() {
             Some(t) => {
-                let t = SipTrunkId::parse(t.trim()).map_err(|e| Error::bad_id("sip_trunk_id", e))?;
+                let t =
+                    SipTrunkId::parse(t.trim()).map_err(|e| Error::bad_id("sip_trunk_id", e))?;
                 self.store
                     .get_sip_trunk(who.organization_id, t)
                     .await
@@ -227,6 +297,9 @@ impl Services {
 
     pub async fn delete_phone_number(&self, who: &Principal, id: PhoneNumberId) -> Result<()> {
         who.require_role(Role::Admin)?;
-        self.store.delete_phone_number(who.organization_id, id).await.map_err(|e| Error::from_store(e, "Phone number"))
+        self.store
+            .delete_phone_number(who.organization_id, id)
+            .await
+            .map_err(|e| Error::from_store(e, "Phone number"))
     }
 }

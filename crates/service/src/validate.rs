@@ -14,10 +14,16 @@ pub fn text(param: &str, value: &str, max: usize) -> Result<String> {
         return Err(Error::validation(param, "must not be empty"));
     }
     if v.chars().count() > max {
-        return Err(Error::validation(param, format!("must be at most {max} characters")));
+        return Err(Error::validation(
+            param,
+            format!("must be at most {max} characters"),
+        ));
     }
     if v.chars().any(|c| c.is_control()) {
-        return Err(Error::validation(param, "must not contain control characters"));
+        return Err(Error::validation(
+            param,
+            "must not contain control characters",
+        ));
     }
     Ok(v.to_owned())
 }
@@ -37,7 +43,10 @@ pub fn phone(param: &str, value: &str) -> Result<PhoneAddress> {
 pub fn e164(param: &str, value: &str) -> Result<String> {
     match PhoneAddress::parse(value) {
         Ok(p) if p.is_e164() => Ok(p.as_str().to_owned()),
-        _ => Err(Error::validation(param, "must be an E.164 number such as +14155552671")),
+        _ => Err(Error::validation(
+            param,
+            "must be an E.164 number such as +14155552671",
+        )),
     }
 }
 
@@ -45,17 +54,27 @@ pub fn email(param: &str, value: &str) -> Result<String> {
     let v = value.trim();
     let ok = v.len() <= 254
         && v.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
         })
         && !v.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok { Ok(v.to_lowercase()) } else { Err(Error::validation(param, "must be an email address")) }
+    if ok {
+        Ok(v.to_lowercase())
+    } else {
+        Err(Error::validation(param, "must be an email address"))
+    }
 }
 
 pub fn int_range(param: &str, value: i64, min: i64, max: i64) -> Result<i64> {
     if (min..=max).contains(&value) {
         Ok(value)
     } else {
-        Err(Error::validation(param, format!("must be between {min} and {max}")))
+        Err(Error::validation(
+            param,
+            format!("must be between {min} and {max}"),
+        ))
     }
 }
 
@@ -72,16 +91,19 @@ pub fn metadata(param: &str, value: &Value) -> Result<()> {
 
 pub fn non_negative(param: &str, value: Option<f64>) -> Result<()> {
     match value {
-        Some(v) if !(v >= 0.0 && v.is_finite()) => Err(Error::validation(param, "must be a number >= 0")),
+        Some(v) if !(v >= 0.0 && v.is_finite()) => {
+            Err(Error::validation(param, "must be a number >= 0"))
+        }
         _ => Ok(()),
     }
 }
 
 pub fn in_range_f64(param: &str, value: Option<f64>, min: f64, max: f64) -> Result<()> {
     match value {
-        Some(v) if !(min..=max).contains(&v) => {
-            Err(Error::validation(param, format!("must be between {min} and {max}")))
-        }
+        Some(v) if !(min..=max).contains(&v) => Err(Error::validation(
+            param,
+            format!("must be between {min} and {max}"),
+        )),
         _ => Ok(()),
     }
 }
@@ -93,14 +115,20 @@ pub fn deserialize<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T> {
         let message = e.inner().to_string();
         let path = e.path().to_string();
         let base = if path == "." { String::new() } else { path };
-        let missing = message.strip_prefix("missing field `").and_then(|m| m.split('`').next());
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next());
         let param = match (base.is_empty(), missing) {
             (true, Some(field)) => field.to_owned(),
             (false, Some(field)) => format!("{base}.{field}"),
             (false, None) => base,
             (true, None) => "body".to_owned(),
         };
-        let message = if missing.is_some() { "field required".to_owned() } else { message };
+        let message = if missing.is_some() {
+            "field required".to_owned()
+        } else {
+            message
+        };
         Error::validation(param, message)
     })
 }

@@ -105,9 +105,14 @@ impl Store {
     }
 
     pub async fn list_api_keys(&self, org: OrganizationId) -> Result<Vec<ApiKey>> {
-        let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE organization_id = $1 ORDER BY created_at DESC, id");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM api_keys WHERE organization_id = $1 ORDER BY created_at DESC, id"
+        );
         let rows: Vec<KeyRow> = on_pool!(self, |pool| {
-            sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(org.uuid().to_string()).fetch_all(pool).await?
+            sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(org.uuid().to_string())
+                .fetch_all(pool)
+                .await?
         });
         rows.into_iter().map(|r| Ok(r.into_auth()?.key)).collect()
     }
@@ -136,13 +141,20 @@ impl Store {
                 .await?
                 .rows_affected()
         });
-        if done == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        if done == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
     }
 
     pub async fn find_api_key_by_lookup(&self, lookup_hash: &str) -> Result<Option<ApiKeyAuthRow>> {
         let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE lookup_hash = $1");
         let row: Option<KeyRow> = on_pool!(self, |pool| {
-            sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(lookup_hash).fetch_optional(pool).await?
+            sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(lookup_hash)
+                .fetch_optional(pool)
+                .await?
         });
         row.map(KeyRow::into_auth).transpose()
     }

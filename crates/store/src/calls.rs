@@ -4,7 +4,9 @@
 use sqlx::{AssertSqlSafe, FromRow};
 use switchyard_domain::id::{CallId, EventId, LoadId, OrganizationId, SipTrunkId, UserId};
 use switchyard_domain::model::{Call, TranscriptTurn};
-use switchyard_domain::{AnsweredBy, CallDirection, CallEvent, CallStatus, EventType, RecordingStatus, timefmt};
+use switchyard_domain::{
+    AnsweredBy, CallDirection, CallEvent, CallStatus, EventType, RecordingStatus, timefmt,
+};
 
 use crate::events::{NewEvent, insert_event};
 use crate::loads::escape_like;
@@ -21,7 +23,10 @@ macro_rules! select_call {
 }
 const SELECT_CALL: &str = select_call!();
 const SELECT_CALL_BY_ID: &str = concat!(select_call!(), " WHERE c.id = $1");
-const SELECT_CALL_BY_ID_IN_ORG: &str = concat!(select_call!(), " WHERE c.id = $1 AND c.organization_id = $2");
+const SELECT_CALL_BY_ID_IN_ORG: &str = concat!(
+    select_call!(),
+    " WHERE c.id = $1 AND c.organization_id = $2"
+);
 
 #[derive(FromRow)]
 struct CallRow {
@@ -58,7 +63,11 @@ fn parse_enum<T>(text: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
 
 impl CallRow {
     fn into_model(self) -> Result<Call> {
-        let direction = self.call_direction.as_deref().map(|d| parse_enum(d, CallDirection::parse)).transpose()?;
+        let direction = self
+            .call_direction
+            .as_deref()
+            .map(|d| parse_enum(d, CallDirection::parse))
+            .transpose()?;
         let phone_number = match direction {
             Some(CallDirection::Inbound) => self.from_number.clone(),
             _ => self.to_number.clone(),
@@ -76,14 +85,32 @@ impl CallRow {
             call_start_time: self.call_start_time,
             call_end_time: self.call_end_time,
             call_type: self.call_type,
-            load_id: self.load_id.as_deref().map(parse_uuid).transpose()?.map(LoadId::from_uuid),
+            load_id: self
+                .load_id
+                .as_deref()
+                .map(parse_uuid)
+                .transpose()?
+                .map(LoadId::from_uuid),
             organization_id: OrganizationId::from_uuid(parse_uuid(&self.organization_id)?),
-            created_by_id: self.created_by_id.as_deref().map(parse_uuid).transpose()?.map(UserId::from_uuid),
-            recording_status: self.recording_status.as_deref().map(|s| parse_enum(s, RecordingStatus::parse)).transpose()?,
+            created_by_id: self
+                .created_by_id
+                .as_deref()
+                .map(parse_uuid)
+                .transpose()?
+                .map(UserId::from_uuid),
+            recording_status: self
+                .recording_status
+                .as_deref()
+                .map(|s| parse_enum(s, RecordingStatus::parse))
+                .transpose()?,
             load_number: self.load_number,
             failure_reason: self.failure_reason,
             sip_status: self.sip_status,
-            answered_by: self.answered_by.as_deref().map(|s| parse_enum(s, AnsweredBy::parse)).transpose()?,
+            answered_by: self
+                .answered_by
+                .as_deref()
+                .map(|s| parse_enum(s, AnsweredBy::parse))
+                .transpose()?,
             duration_seconds: self.duration_seconds,
             metadata: parse_json(self.metadata.as_deref())?,
             record: self.record,
@@ -188,7 +215,10 @@ struct Sql {
 
 impl Sql {
     fn new(text: &str) -> Self {
-        Self { text: text.to_owned(), binds: Vec::new() }
+        Self {
+            text: text.to_owned(),
+            binds: Vec::new(),
+        }
     }
     fn push(&mut self, text: &str) -> &mut Self {
         self.text.push_str(text);
@@ -203,7 +233,8 @@ impl Sql {
 }
 
 fn push_filter(sql: &mut Sql, org: OrganizationId, f: &CallFilter) {
-    sql.push(" WHERE c.organization_id = ").bind(Bind::Text(org.uuid().to_string()));
+    sql.push(" WHERE c.organization_id = ")
+        .bind(Bind::Text(org.uuid().to_string()));
     if !f.statuses.is_empty() {
         sql.push(" AND c.status IN (");
         for (i, s) in f.statuses.iter().enumerate() {
@@ -221,18 +252,21 @@ fn push_filter(sql: &mut Sql, org: OrganizationId, f: &CallFilter) {
         sql.push(" AND c.call_time < ").bind(Bind::Int(to));
     }
     if let Some(d) = f.direction {
-        sql.push(" AND c.call_direction = ").bind(Bind::Text(d.as_str().to_owned()));
+        sql.push(" AND c.call_direction = ")
+            .bind(Bind::Text(d.as_str().to_owned()));
     }
     if let Some(t) = &f.call_type {
         sql.push(" AND c.call_type = ").bind(Bind::Text(t.clone()));
     }
     if let Some(l) = f.load_id {
-        sql.push(" AND c.load_id = ").bind(Bind::Text(l.uuid().to_string()));
+        sql.push(" AND c.load_id = ")
+            .bind(Bind::Text(l.uuid().to_string()));
     }
     if let Some(search) = &f.search {
         let pattern = format!("%{}%", escape_like(&search.to_lowercase()));
         // One placeholder used four times keeps the bind list short.
-        sql.push(" AND (LOWER(c.to_number) LIKE ").bind(Bind::Text(pattern));
+        sql.push(" AND (LOWER(c.to_number) LIKE ")
+            .bind(Bind::Text(pattern));
         let n = sql.binds.len();
         sql.push(&format!(
             " ESCAPE '\\' OR LOWER(c.from_number) LIKE ${n} ESCAPE '\\' OR LOWER(l.load_number) LIKE ${n} ESCAPE '\\' \
@@ -241,7 +275,8 @@ fn push_filter(sql: &mut Sql, org: OrganizationId, f: &CallFilter) {
         // IDs are stored without their prefix.
         let id_part = search.to_lowercase();
         let id_part = id_part.strip_prefix("call_").unwrap_or(&id_part);
-        sql.bind(Bind::Text(format!("%{}%", escape_like(id_part)))).push(" ESCAPE '\\')");
+        sql.bind(Bind::Text(format!("%{}%", escape_like(id_part))))
+            .push(" ESCAPE '\\')");
     }
 }
 
@@ -268,7 +303,11 @@ impl Store {
     /// `idempotency = Some((key, request_hash))` the key is recorded in the
     /// same transaction; a concurrent create with the same key gets
     /// [`StoreError::Conflict`] and should re-read the key.
-    pub async fn insert_call(&self, new: NewCall, idempotency: Option<(&str, &str)>) -> Result<Call> {
+    pub async fn insert_call(
+        &self,
+        new: NewCall,
+        idempotency: Option<(&str, &str)>,
+    ) -> Result<Call> {
         let now = timefmt::now_ms();
         let id = CallId::new();
         let id_text = id.uuid().to_string();
@@ -323,7 +362,10 @@ impl Store {
             .bind(new.sip_trunk_id.map(|t| t.uuid().to_string()))
             .execute(&mut *tx)
             .await?;
-            let row: CallRow = sqlx::query_as(SELECT_CALL_BY_ID).bind(&id_text).fetch_one(&mut *tx).await?;
+            let row: CallRow = sqlx::query_as(SELECT_CALL_BY_ID)
+                .bind(&id_text)
+                .fetch_one(&mut *tx)
+                .await?;
             let call = row.into_model()?;
             let event = call_event(&call, EventType::CallCreated, now)?;
             insert_event!(tx, &event);
@@ -380,7 +422,9 @@ impl Store {
                 sql.push(")");
             }
             write_tx!(self, |tx| {
-                bind_all!(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.binds).execute(&mut *tx).await?;
+                bind_all!(sqlx::query(AssertSqlSafe(sql.text.as_str())), &sql.binds)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
             });
         }
@@ -388,7 +432,11 @@ impl Store {
     }
 
     /// The call an unexpired idempotency key points at.
-    pub async fn find_idempotency_key(&self, org: OrganizationId, key: &str) -> Result<Option<IdempotencyRecord>> {
+    pub async fn find_idempotency_key(
+        &self,
+        org: OrganizationId,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>> {
         let row: Option<(String, String)> = on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT request_hash, call_id FROM idempotency_keys \
@@ -401,7 +449,10 @@ impl Store {
             .await?
         });
         row.map(|(request_hash, call_id)| {
-            Ok(IdempotencyRecord { request_hash, call_id: CallId::from_uuid(parse_uuid(&call_id)?) })
+            Ok(IdempotencyRecord {
+                request_hash,
+                call_id: CallId::from_uuid(parse_uuid(&call_id)?),
+            })
         })
         .transpose()
     }
@@ -420,13 +471,21 @@ impl Store {
     /// A call by ID in any organization (for the engine, never for the API).
     pub async fn get_call_unscoped(&self, id: CallId) -> Result<Call> {
         let row: Option<CallRow> = on_pool!(self, |pool| {
-            sqlx::query_as(SELECT_CALL_BY_ID).bind(id.uuid().to_string()).fetch_optional(pool).await?
+            sqlx::query_as(SELECT_CALL_BY_ID)
+                .bind(id.uuid().to_string())
+                .fetch_optional(pool)
+                .await?
         });
         row.ok_or(StoreError::NotFound)?.into_model()
     }
 
     /// One page of calls and the total matching the filter.
-    pub async fn list_calls(&self, org: OrganizationId, filter: &CallFilter, page: Page) -> Result<(Vec<Call>, i64)> {
+    pub async fn list_calls(
+        &self,
+        org: OrganizationId,
+        filter: &CallFilter,
+        page: Page,
+    ) -> Result<(Vec<Call>, i64)> {
         let mut select = Sql::new(SELECT_CALL);
         push_filter(&mut select, org, filter);
         let column = match filter.sort {
@@ -438,7 +497,10 @@ impl Store {
             SortOrder::Desc => "DESC",
         };
         select.push(&format!(" ORDER BY {column} {dir}, c.id {dir} LIMIT "));
-        select.bind(Bind::Int(page.limit)).push(" OFFSET ").bind(Bind::Int(page.offset));
+        select
+            .bind(Bind::Int(page.limit))
+            .push(" OFFSET ")
+            .bind(Bind::Int(page.offset));
 
         let mut count = Sql::new("SELECT COUNT(*) FROM calls c");
         if filter.search.is_some() {
@@ -447,15 +509,34 @@ impl Store {
         push_filter(&mut count, org, filter);
 
         let (rows, total): (Vec<CallRow>, i64) = on_pool!(self, |pool| {
-            let rows = bind_all!(sqlx::query_as(AssertSqlSafe(select.text.as_str())), &select.binds).fetch_all(pool).await?;
-            let total = bind_all!(sqlx::query_scalar(AssertSqlSafe(count.text.as_str())), &count.binds).fetch_one(pool).await?;
+            let rows = bind_all!(
+                sqlx::query_as(AssertSqlSafe(select.text.as_str())),
+                &select.binds
+            )
+            .fetch_all(pool)
+            .await?;
+            let total = bind_all!(
+                sqlx::query_scalar(AssertSqlSafe(count.text.as_str())),
+                &count.binds
+            )
+            .fetch_one(pool)
+            .await?;
             (rows, total)
         });
-        Ok((rows.into_iter().map(CallRow::into_model).collect::<Result<_>>()?, total))
+        Ok((
+            rows.into_iter()
+                .map(CallRow::into_model)
+                .collect::<Result<_>>()?,
+            total,
+        ))
     }
 
     /// Every call of a load, newest first.
-    pub async fn list_calls_for_load(&self, org: OrganizationId, load: LoadId) -> Result<Vec<Call>> {
+    pub async fn list_calls_for_load(
+        &self,
+        org: OrganizationId,
+        load: LoadId,
+    ) -> Result<Vec<Call>> {
         let sql = format!(
             "{SELECT_CALL} WHERE c.organization_id = $1 AND c.load_id = $2 ORDER BY c.created_at DESC, c.id DESC"
         );
@@ -481,7 +562,9 @@ impl Store {
         event: CallEvent,
         patch: CallPatch,
     ) -> Result<Call> {
-        let next = expected.apply(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let next = expected
+            .apply(event)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let now = timefmt::now_ms();
         let id_text = id.uuid().to_string();
         let call = write_tx!(self, |tx| {
@@ -509,10 +592,20 @@ impl Store {
             .rows_affected();
             if updated == 0 {
                 let exists: Option<String> =
-                    sqlx::query_scalar("SELECT status FROM calls WHERE id = $1").bind(&id_text).fetch_optional(&mut *tx).await?;
-                return Err(if exists.is_some() { StoreError::Stale } else { StoreError::NotFound });
+                    sqlx::query_scalar("SELECT status FROM calls WHERE id = $1")
+                        .bind(&id_text)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                return Err(if exists.is_some() {
+                    StoreError::Stale
+                } else {
+                    StoreError::NotFound
+                });
             }
-            let row: CallRow = sqlx::query_as(SELECT_CALL_BY_ID).bind(&id_text).fetch_one(&mut *tx).await?;
+            let row: CallRow = sqlx::query_as(SELECT_CALL_BY_ID)
+                .bind(&id_text)
+                .fetch_one(&mut *tx)
+                .await?;
             let call = row.into_model()?;
             // A repeated RINGING (180 then 183) changes nothing worth an event.
             if next != expected {
@@ -531,7 +624,12 @@ impl Store {
     /// On PostgreSQL the rows are locked with `FOR UPDATE SKIP LOCKED`, so
     /// several server processes claim disjoint sets; on SQLite the write
     /// transaction is exclusive. Each claim writes `call.status_changed`.
-    pub async fn claim_due_calls(&self, now: i64, limit: i64, claimer: &str) -> Result<Vec<ClaimedCall>> {
+    pub async fn claim_due_calls(
+        &self,
+        now: i64,
+        limit: i64,
+        claimer: &str,
+    ) -> Result<Vec<ClaimedCall>> {
         let lock = match self.backend() {
             crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             crate::Backend::Sqlite => "",
@@ -542,11 +640,18 @@ impl Store {
              ORDER BY call_time LIMIT $3{lock}) RETURNING id"
         );
         let claimed = write_tx!(self, |tx| {
-            let ids: Vec<String> =
-                sqlx::query_scalar(AssertSqlSafe(claim.as_str())).bind(now).bind(claimer).bind(limit).fetch_all(&mut *tx).await?;
+            let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(claim.as_str()))
+                .bind(now)
+                .bind(claimer)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
             let mut claimed = Vec::with_capacity(ids.len());
             for id in ids {
-                let row: CallRow = sqlx::query_as(SELECT_CALL_BY_ID).bind(&id).fetch_one(&mut *tx).await?;
+                let row: CallRow = sqlx::query_as(SELECT_CALL_BY_ID)
+                    .bind(&id)
+                    .fetch_one(&mut *tx)
+                    .await?;
                 let call = row.into_model()?;
                 insert_event!(tx, &call_event(&call, EventType::CallStatusChanged, now)?);
                 claimed.push(ClaimedCall { call });
@@ -558,7 +663,11 @@ impl Store {
     }
 
     /// The transcript of a call, in time order.
-    pub async fn transcript(&self, org: OrganizationId, call: CallId) -> Result<Vec<TranscriptTurn>> {
+    pub async fn transcript(
+        &self,
+        org: OrganizationId,
+        call: CallId,
+    ) -> Result<Vec<TranscriptTurn>> {
         #[derive(FromRow)]
         struct Row {
             id: String,

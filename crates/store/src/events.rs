@@ -63,7 +63,12 @@ pub(crate) use insert_event;
 
 impl Store {
     /// Events after `after_seq`, oldest first, optionally for one subject.
-    pub async fn events_after(&self, after_seq: i64, subject_id: Option<&str>, limit: i64) -> Result<Vec<StoredEvent>> {
+    pub async fn events_after(
+        &self,
+        after_seq: i64,
+        subject_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
         let rows: Vec<EventRow> = on_pool!(self, |pool| {
             sqlx::query_as(
                 "SELECT seq, id, organization_id, event_type, subject_id, data, created_at FROM events \
@@ -81,10 +86,12 @@ impl Store {
                     seq: r.seq,
                     id: EventId::from_uuid(parse_uuid(&r.id)?),
                     organization_id: OrganizationId::from_uuid(parse_uuid(&r.organization_id)?),
-                    event_type: EventType::parse(&r.event_type)
-                        .ok_or_else(|| StoreError::Corrupt(format!("event type {}", r.event_type)))?,
+                    event_type: EventType::parse(&r.event_type).ok_or_else(|| {
+                        StoreError::Corrupt(format!("event type {}", r.event_type))
+                    })?,
                     subject_id: r.subject_id,
-                    data: serde_json::from_str(&r.data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    data: serde_json::from_str(&r.data)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     created_at: r.created_at,
                 })
             })

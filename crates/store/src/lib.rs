@@ -10,7 +10,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 mod api_keys;
 mod calls;
@@ -20,7 +22,10 @@ mod orgs;
 mod telephony;
 
 pub use api_keys::{ApiKeyAuthRow, NewApiKey};
-pub use calls::{CallFilter, CallPatch, CallSort, ClaimedCall, IDEMPOTENCY_TTL_MS, IdempotencyRecord, NewCall, Page, SortOrder};
+pub use calls::{
+    CallFilter, CallPatch, CallSort, ClaimedCall, IDEMPOTENCY_TTL_MS, IdempotencyRecord, NewCall,
+    Page, SortOrder,
+};
 pub use events::{NewEvent, StoredEvent};
 pub use loads::UpsertOutcome;
 pub use orgs::{NewUser, UserAuthRow};
@@ -135,7 +140,10 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 16, acquire_timeout: Duration::from_secs(10) }
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -149,16 +157,22 @@ impl Store {
                 .acquire_timeout(options.acquire_timeout)
                 .connect(url)
                 .await?;
-            return Ok(Self { db: Db::Postgres(pool), sqlite_writer: Default::default() });
+            return Ok(Self {
+                db: Db::Postgres(pool),
+                sqlite_writer: Default::default(),
+            });
         }
-        let path_part = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+        let path_part = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
         let file = path_part.split('?').next().unwrap_or_default();
-        if !file.is_empty() && file != ":memory:" {
-            if let Some(dir) = std::path::Path::new(file).parent() {
-                if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir).map_err(|e| sqlx::Error::Io(e))?;
-                }
-            }
+        if !file.is_empty()
+            && file != ":memory:"
+            && let Some(dir) = std::path::Path::new(file).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
         }
         let connect = SqliteConnectOptions::from_str(&format!("sqlite:{path_part}"))?
             .create_if_missing(true)
@@ -173,7 +187,10 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Self { db: Db::Sqlite(pool), sqlite_writer: Default::default() })
+        Ok(Self {
+            db: Db::Sqlite(pool),
+            sqlite_writer: Default::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -207,10 +224,10 @@ impl Store {
 
 /// Maps a unique-constraint violation to [`StoreError::Conflict`].
 pub(crate) fn conflict_on_unique(err: sqlx::Error, what: &str) -> StoreError {
-    if let sqlx::Error::Database(db) = &err {
-        if db.is_unique_violation() {
-            return StoreError::Conflict(what.to_owned());
-        }
+    if let sqlx::Error::Database(db) = &err
+        && db.is_unique_violation()
+    {
+        return StoreError::Conflict(what.to_owned());
     }
     StoreError::Database(err)
 }
@@ -220,5 +237,6 @@ pub(crate) fn parse_uuid(s: &str) -> Result<uuid::Uuid> {
 }
 
 pub(crate) fn parse_json(s: Option<&str>) -> Result<Option<serde_json::Value>> {
-    s.map(|s| serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+    s.map(|s| serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string())))
+        .transpose()
 }

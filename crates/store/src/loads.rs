@@ -7,7 +7,8 @@ use switchyard_domain::timefmt;
 
 use crate::{Result, Store, StoreError, conflict_on_unique, on_pool, parse_uuid, write_tx};
 
-const COLUMNS: &str = "id, organization_id, load_number, tms_load_id, details, created_at, updated_at";
+const COLUMNS: &str =
+    "id, organization_id, load_number, tms_load_id, details, created_at, updated_at";
 
 #[derive(FromRow)]
 struct LoadRow {
@@ -29,7 +30,8 @@ impl LoadRow {
             tms_load_id: self.tms_load_id,
             created_at: self.created_at,
             updated_at: self.updated_at,
-            details: serde_json::from_str(&self.details).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            details: serde_json::from_str(&self.details)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         })
     }
 }
@@ -115,7 +117,9 @@ impl Store {
             tx.commit().await?;
             result
         });
-        let load = self.get_load(org, LoadId::from_uuid(parse_uuid(&id)?)).await?;
+        let load = self
+            .get_load(org, LoadId::from_uuid(parse_uuid(&id)?))
+            .await?;
         Ok((load, outcome))
     }
 
@@ -131,10 +135,19 @@ impl Store {
         row.ok_or(StoreError::NotFound)?.into_model()
     }
 
-    pub async fn find_load_by_number(&self, org: OrganizationId, load_number: &str) -> Result<Option<Load>> {
-        let sql = format!("SELECT {COLUMNS} FROM loads WHERE organization_id = $1 AND load_number = $2");
+    pub async fn find_load_by_number(
+        &self,
+        org: OrganizationId,
+        load_number: &str,
+    ) -> Result<Option<Load>> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM loads WHERE organization_id = $1 AND load_number = $2");
         let row: Option<LoadRow> = on_pool!(self, |pool| {
-            sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(org.uuid().to_string()).bind(load_number).fetch_optional(pool).await?
+            sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(org.uuid().to_string())
+                .bind(load_number)
+                .fetch_optional(pool)
+                .await?
         });
         row.map(LoadRow::into_model).transpose()
     }
@@ -147,7 +160,9 @@ impl Store {
         limit: i64,
         offset: i64,
     ) -> Result<(Vec<Load>, i64)> {
-        let pattern = search.map(|s| format!("%{}%", escape_like(&s.to_lowercase()))).unwrap_or_else(|| "%".to_owned());
+        let pattern = search
+            .map(|s| format!("%{}%", escape_like(&s.to_lowercase())))
+            .unwrap_or_else(|| "%".to_owned());
         let sql = format!(
             "SELECT {COLUMNS} FROM loads WHERE organization_id = $1 AND LOWER(load_number) LIKE $2 ESCAPE '\\' \
              ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
@@ -169,7 +184,12 @@ impl Store {
             .await?;
             (rows, total)
         });
-        Ok((rows.into_iter().map(LoadRow::into_model).collect::<Result<_>>()?, total))
+        Ok((
+            rows.into_iter()
+                .map(LoadRow::into_model)
+                .collect::<Result<_>>()?,
+            total,
+        ))
     }
 
     /// Replaces a load's fields (the caller merged the patch).

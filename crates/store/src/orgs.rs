@@ -75,7 +75,8 @@ impl MembershipRow {
         Ok(Membership {
             organization_id: OrganizationId::from_uuid(parse_uuid(&self.organization_id)?),
             organization_name: self.organization_name,
-            role: Role::parse(&self.role).ok_or_else(|| StoreError::Corrupt(format!("role {}", self.role)))?,
+            role: Role::parse(&self.role)
+                .ok_or_else(|| StoreError::Corrupt(format!("role {}", self.role)))?,
         })
     }
 }
@@ -83,7 +84,12 @@ impl MembershipRow {
 impl Store {
     pub async fn create_organization(&self, name: &str) -> Result<Organization> {
         let now = timefmt::now_ms();
-        let org = Organization { id: OrganizationId::new(), name: name.to_owned(), created_at: now, updated_at: now };
+        let org = Organization {
+            id: OrganizationId::new(),
+            name: name.to_owned(),
+            created_at: now,
+            updated_at: now,
+        };
         on_pool!(self, |pool| {
             sqlx::query("INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4)")
                 .bind(org.id.uuid().to_string())
@@ -98,10 +104,12 @@ impl Store {
 
     pub async fn get_organization(&self, id: OrganizationId) -> Result<Organization> {
         let row: Option<OrgRow> = on_pool!(self, |pool| {
-            sqlx::query_as("SELECT id, name, created_at, updated_at FROM organizations WHERE id = $1")
-                .bind(id.uuid().to_string())
-                .fetch_optional(pool)
-                .await?
+            sqlx::query_as(
+                "SELECT id, name, created_at, updated_at FROM organizations WHERE id = $1",
+            )
+            .bind(id.uuid().to_string())
+            .fetch_optional(pool)
+            .await?
         });
         row.ok_or(StoreError::NotFound)?.into_model()
     }
@@ -117,7 +125,9 @@ impl Store {
 
     pub async fn count_organizations(&self) -> Result<i64> {
         let n: i64 = on_pool!(self, |pool| {
-            sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(pool).await?
+            sqlx::query_scalar("SELECT COUNT(*) FROM organizations")
+                .fetch_one(pool)
+                .await?
         });
         Ok(n)
     }
@@ -189,13 +199,19 @@ impl Store {
         });
         rows.into_iter()
             .map(|r| {
-                let role = Role::parse(&r.role).ok_or_else(|| StoreError::Corrupt(format!("role {}", r.role)))?;
+                let role = Role::parse(&r.role)
+                    .ok_or_else(|| StoreError::Corrupt(format!("role {}", r.role)))?;
                 Ok((r.user.into_auth()?.user, role))
             })
             .collect()
     }
 
-    pub async fn add_membership(&self, org: OrganizationId, user: UserId, role: Role) -> Result<()> {
+    pub async fn add_membership(
+        &self,
+        org: OrganizationId,
+        user: UserId,
+        role: Role,
+    ) -> Result<()> {
         on_pool!(self, |pool| {
             sqlx::query("INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
                 .bind(org.uuid().to_string())

@@ -5,12 +5,13 @@ use switchyard_domain::id::{OrganizationId, PhoneNumberId, SipTrunkId};
 use switchyard_domain::model::{PhoneNumber, SipTrunk};
 use switchyard_domain::timefmt;
 
-use crate::{Result, Store, StoreError, conflict_on_unique, on_pool, parse_json, parse_uuid, write_tx};
+use crate::{
+    Result, Store, StoreError, conflict_on_unique, on_pool, parse_json, parse_uuid, write_tx,
+};
 
 const TRUNK_COLUMNS: &str = "id, organization_id, name, host, port, transport, username, password, realm, \
                              from_domain, max_concurrent_calls, created_at, updated_at";
-const NUMBER_COLUMNS: &str =
-    "id, organization_id, number, sip_trunk_id, is_default_outbound, inbound_agent, created_at, updated_at";
+const NUMBER_COLUMNS: &str = "id, organization_id, number, sip_trunk_id, is_default_outbound, inbound_agent, created_at, updated_at";
 
 #[derive(FromRow)]
 struct TrunkRow {
@@ -129,10 +130,16 @@ pub struct TrunkRoute {
 }
 
 impl Store {
-    pub async fn create_sip_trunk(&self, org: OrganizationId, new: NewSipTrunk) -> Result<SipTrunk> {
+    pub async fn create_sip_trunk(
+        &self,
+        org: OrganizationId,
+        new: NewSipTrunk,
+    ) -> Result<SipTrunk> {
         let now = timefmt::now_ms();
         let id = SipTrunkId::new();
-        let sql = format!("INSERT INTO sip_trunks ({TRUNK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
+        let sql = format!(
+            "INSERT INTO sip_trunks ({TRUNK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        );
         on_pool!(self, |pool| {
             sqlx::query(AssertSqlSafe(sql.as_str()))
                 .bind(id.uuid().to_string())
@@ -160,30 +167,62 @@ impl Store {
     }
 
     /// The trunk and its password, for the SIP engine's digest auth.
-    pub async fn get_sip_trunk_with_secret(&self, org: OrganizationId, id: SipTrunkId) -> Result<(SipTrunk, Option<String>)> {
-        let sql = format!("SELECT {TRUNK_COLUMNS} FROM sip_trunks WHERE organization_id = $1 AND id = $2");
+    pub async fn get_sip_trunk_with_secret(
+        &self,
+        org: OrganizationId,
+        id: SipTrunkId,
+    ) -> Result<(SipTrunk, Option<String>)> {
+        let sql = format!(
+            "SELECT {TRUNK_COLUMNS} FROM sip_trunks WHERE organization_id = $1 AND id = $2"
+        );
         let row: Option<TrunkRow> = on_pool!(self, |pool| {
-            sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(org.uuid().to_string()).bind(id.uuid().to_string()).fetch_optional(pool).await?
+            sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(org.uuid().to_string())
+                .bind(id.uuid().to_string())
+                .fetch_optional(pool)
+                .await?
         });
         row.ok_or(StoreError::NotFound)?.into_model()
     }
 
-    pub async fn find_sip_trunk_by_name(&self, org: OrganizationId, name: &str) -> Result<Option<SipTrunk>> {
-        let sql = format!("SELECT {TRUNK_COLUMNS} FROM sip_trunks WHERE organization_id = $1 AND name = $2");
+    pub async fn find_sip_trunk_by_name(
+        &self,
+        org: OrganizationId,
+        name: &str,
+    ) -> Result<Option<SipTrunk>> {
+        let sql = format!(
+            "SELECT {TRUNK_COLUMNS} FROM sip_trunks WHERE organization_id = $1 AND name = $2"
+        );
         let row: Option<TrunkRow> = on_pool!(self, |pool| {
-            sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(org.uuid().to_string()).bind(name).fetch_optional(pool).await?
+            sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(org.uuid().to_string())
+                .bind(name)
+                .fetch_optional(pool)
+                .await?
         });
         row.map(|r| r.into_model().map(|(t, _)| t)).transpose()
     }
 
     pub async fn list_sip_trunks(&self, org: OrganizationId) -> Result<Vec<SipTrunk>> {
-        let sql = format!("SELECT {TRUNK_COLUMNS} FROM sip_trunks WHERE organization_id = $1 ORDER BY created_at, id");
+        let sql = format!(
+            "SELECT {TRUNK_COLUMNS} FROM sip_trunks WHERE organization_id = $1 ORDER BY created_at, id"
+        );
         let rows: Vec<TrunkRow> =
-            on_pool!(self, |pool| sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(org.uuid().to_string()).fetch_all(pool).await?);
-        rows.into_iter().map(|r| r.into_model().map(|(t, _)| t)).collect()
+            on_pool!(self, |pool| sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(org.uuid().to_string())
+                .fetch_all(pool)
+                .await?);
+        rows.into_iter()
+            .map(|r| r.into_model().map(|(t, _)| t))
+            .collect()
     }
 
-    pub async fn update_sip_trunk(&self, org: OrganizationId, id: SipTrunkId, patch: SipTrunkPatch) -> Result<SipTrunk> {
+    pub async fn update_sip_trunk(
+        &self,
+        org: OrganizationId,
+        id: SipTrunkId,
+        patch: SipTrunkPatch,
+    ) -> Result<SipTrunk> {
         let (current, password) = self.get_sip_trunk_with_secret(org, id).await?;
         let sql = "UPDATE sip_trunks SET name = $1, host = $2, port = $3, transport = $4, username = $5, password = $6, \
                    realm = $7, from_domain = $8, max_concurrent_calls = $9, updated_at = $10 \
@@ -198,7 +237,11 @@ impl Store {
                 .bind(patch.password.unwrap_or(password))
                 .bind(patch.realm.unwrap_or(current.realm))
                 .bind(patch.from_domain.unwrap_or(current.from_domain))
-                .bind(patch.max_concurrent_calls.unwrap_or(current.max_concurrent_calls))
+                .bind(
+                    patch
+                        .max_concurrent_calls
+                        .unwrap_or(current.max_concurrent_calls),
+                )
                 .bind(timefmt::now_ms())
                 .bind(org.uuid().to_string())
                 .bind(id.uuid().to_string())
@@ -215,20 +258,25 @@ impl Store {
         let org_text = org.uuid().to_string();
         write_tx!(self, |tx| {
             // Existence first, scoped to the organization: another's trunk is "not found".
-            let exists: Option<String> = sqlx::query_scalar("SELECT id FROM sip_trunks WHERE organization_id = $1 AND id = $2")
-                .bind(&org_text)
-                .bind(&id_text)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let exists: Option<String> = sqlx::query_scalar(
+                "SELECT id FROM sip_trunks WHERE organization_id = $1 AND id = $2",
+            )
+            .bind(&org_text)
+            .bind(&id_text)
+            .fetch_optional(&mut *tx)
+            .await?;
             if exists.is_none() {
                 return Err(StoreError::NotFound);
             }
-            let in_use: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM phone_numbers WHERE sip_trunk_id = $1")
-                .bind(&id_text)
-                .fetch_one(&mut *tx)
-                .await?;
+            let in_use: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM phone_numbers WHERE sip_trunk_id = $1")
+                    .bind(&id_text)
+                    .fetch_one(&mut *tx)
+                    .await?;
             if in_use > 0 {
-                return Err(StoreError::Conflict("phone numbers still use this SIP trunk".into()));
+                return Err(StoreError::Conflict(
+                    "phone numbers still use this SIP trunk".into(),
+                ));
             }
             sqlx::query("DELETE FROM sip_trunks WHERE organization_id = $1 AND id = $2")
                 .bind(&org_text)
@@ -241,18 +289,26 @@ impl Store {
     }
 
     /// Adds a number; making it the default outbound clears the old default.
-    pub async fn create_phone_number(&self, org: OrganizationId, new: NewPhoneNumber) -> Result<PhoneNumber> {
+    pub async fn create_phone_number(
+        &self,
+        org: OrganizationId,
+        new: NewPhoneNumber,
+    ) -> Result<PhoneNumber> {
         let now = timefmt::now_ms();
         let id = PhoneNumberId::new();
         let org_text = org.uuid().to_string();
-        let sql = format!("INSERT INTO phone_numbers ({NUMBER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+        let sql = format!(
+            "INSERT INTO phone_numbers ({NUMBER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        );
         write_tx!(self, |tx| {
             if new.is_default_outbound {
-                sqlx::query("UPDATE phone_numbers SET is_default_outbound = $1 WHERE organization_id = $2")
-                    .bind(false)
-                    .bind(&org_text)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE phone_numbers SET is_default_outbound = $1 WHERE organization_id = $2",
+                )
+                .bind(false)
+                .bind(&org_text)
+                .execute(&mut *tx)
+                .await?;
             }
             sqlx::query(AssertSqlSafe(sql.as_str()))
                 .bind(id.uuid().to_string())
@@ -271,18 +327,33 @@ impl Store {
         self.get_phone_number(org, id).await
     }
 
-    pub async fn get_phone_number(&self, org: OrganizationId, id: PhoneNumberId) -> Result<PhoneNumber> {
-        let sql = format!("SELECT {NUMBER_COLUMNS} FROM phone_numbers WHERE organization_id = $1 AND id = $2");
+    pub async fn get_phone_number(
+        &self,
+        org: OrganizationId,
+        id: PhoneNumberId,
+    ) -> Result<PhoneNumber> {
+        let sql = format!(
+            "SELECT {NUMBER_COLUMNS} FROM phone_numbers WHERE organization_id = $1 AND id = $2"
+        );
         let row: Option<NumberRow> = on_pool!(self, |pool| {
-            sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(org.uuid().to_string()).bind(id.uuid().to_string()).fetch_optional(pool).await?
+            sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(org.uuid().to_string())
+                .bind(id.uuid().to_string())
+                .fetch_optional(pool)
+                .await?
         });
         row.ok_or(StoreError::NotFound)?.into_model()
     }
 
     pub async fn list_phone_numbers(&self, org: OrganizationId) -> Result<Vec<PhoneNumber>> {
-        let sql = format!("SELECT {NUMBER_COLUMNS} FROM phone_numbers WHERE organization_id = $1 ORDER BY created_at, id");
+        let sql = format!(
+            "SELECT {NUMBER_COLUMNS} FROM phone_numbers WHERE organization_id = $1 ORDER BY created_at, id"
+        );
         let rows: Vec<NumberRow> =
-            on_pool!(self, |pool| sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(org.uuid().to_string()).fetch_all(pool).await?);
+            on_pool!(self, |pool| sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(org.uuid().to_string())
+                .fetch_all(pool)
+                .await?);
         rows.into_iter().map(NumberRow::into_model).collect()
     }
 
@@ -294,15 +365,19 @@ impl Store {
     ) -> Result<PhoneNumber> {
         let current = self.get_phone_number(org, id).await?;
         let org_text = org.uuid().to_string();
-        let is_default = patch.is_default_outbound.unwrap_or(current.is_default_outbound);
+        let is_default = patch
+            .is_default_outbound
+            .unwrap_or(current.is_default_outbound);
         let inbound_agent = patch.inbound_agent.unwrap_or(current.inbound_agent);
         write_tx!(self, |tx| {
             if is_default && !current.is_default_outbound {
-                sqlx::query("UPDATE phone_numbers SET is_default_outbound = $1 WHERE organization_id = $2")
-                    .bind(false)
-                    .bind(&org_text)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE phone_numbers SET is_default_outbound = $1 WHERE organization_id = $2",
+                )
+                .bind(false)
+                .bind(&org_text)
+                .execute(&mut *tx)
+                .await?;
             }
             sqlx::query(
                 "UPDATE phone_numbers SET sip_trunk_id = $1, is_default_outbound = $2, inbound_agent = $3, updated_at = $4 \
@@ -330,20 +405,32 @@ impl Store {
                 .await?
                 .rows_affected()
         });
-        if done == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        if done == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(())
+        }
     }
 
     /// The route for an outbound call: the given caller ID if the
     /// organization owns it, else the default outbound number.
     /// `Ok(None)` means the organization has nothing to call through.
-    pub async fn outbound_route(&self, org: OrganizationId, from_number: Option<&str>) -> Result<Option<TrunkRoute>> {
+    pub async fn outbound_route(
+        &self,
+        org: OrganizationId,
+        from_number: Option<&str>,
+    ) -> Result<Option<TrunkRoute>> {
         #[derive(FromRow)]
         struct Row {
             number: String,
             #[sqlx(flatten)]
             trunk: TrunkRow,
         }
-        let columns = TRUNK_COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
+        let columns = TRUNK_COLUMNS
+            .split(", ")
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let row: Option<Row> = match from_number {
             Some(number) => {
                 let sql = format!(
@@ -351,7 +438,11 @@ impl Store {
                      WHERE p.organization_id = $1 AND p.number = $2"
                 );
                 on_pool!(self, |pool| {
-                    sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(org.uuid().to_string()).bind(number).fetch_optional(pool).await?
+                    sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                        .bind(org.uuid().to_string())
+                        .bind(number)
+                        .fetch_optional(pool)
+                        .await?
                 })
             }
             None => {
@@ -359,9 +450,18 @@ impl Store {
                     "SELECT p.number, {columns} FROM phone_numbers p JOIN sip_trunks t ON t.id = p.sip_trunk_id \
                      WHERE p.organization_id = $1 ORDER BY p.is_default_outbound DESC, p.created_at LIMIT 1"
                 );
-                on_pool!(self, |pool| sqlx::query_as(AssertSqlSafe(sql.as_str())).bind(org.uuid().to_string()).fetch_optional(pool).await?)
+                on_pool!(self, |pool| sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                    .bind(org.uuid().to_string())
+                    .fetch_optional(pool)
+                    .await?)
             }
         };
-        row.map(|r| Ok(TrunkRoute { from_number: r.number, trunk: r.trunk.into_model()?.0 })).transpose()
+        row.map(|r| {
+            Ok(TrunkRoute {
+                from_number: r.number,
+                trunk: r.trunk.into_model()?.0,
+            })
+        })
+        .transpose()
     }
 }

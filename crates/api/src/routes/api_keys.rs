@@ -20,13 +20,19 @@ pub async fn create_api_key(
     Auth(who): Auth,
     body: ApiJson<CreateApiKeyRequest>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
-    Ok((StatusCode::CREATED, Json(state.services.create_api_key(&who, body.value).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.services.create_api_key(&who, body.value).await?),
+    ))
 }
 
 /// List the organization's API keys (without key values; bearer token required).
 #[utoipa::path(get, path = "/api-keys", tag = "API Keys", security(("bearer" = [])),
     responses((status = 200, description = "OK", body = Vec<ApiKey>), ErrorResponses))]
-pub async fn list_api_keys(State(state): State<AppState>, Auth(who): Auth) -> Result<Json<Vec<ApiKey>>, ApiError> {
+pub async fn list_api_keys(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+) -> Result<Json<Vec<ApiKey>>, ApiError> {
     Ok(Json(state.services.list_api_keys(&who).await?))
 }
 

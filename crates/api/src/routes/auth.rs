@@ -18,6 +18,15 @@ pub struct LoginRequest {
 /// Log in with email and password; returns a bearer token (JWT).
 #[utoipa::path(post, path = "/auth/login", tag = "Auth", request_body = LoginRequest,
     responses((status = 200, description = "OK", body = LoginResponse), ErrorResponses))]
-pub async fn login(State(state): State<AppState>, body: ApiJson<LoginRequest>) -> Result<Json<LoginResponse>, ApiError> {
-    Ok(Json(state.services.auth.login(&body.value.email, &body.value.password).await?))
+pub async fn login(
+    State(state): State<AppState>,
+    body: ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
+    Ok(Json(
+        state
+            .services
+            .auth
+            .login(&body.value.email, &body.value.password)
+            .await?,
+    ))
 }

@@ -56,16 +56,24 @@ pub async fn create_call(
     headers: HeaderMap,
     body: ApiJson<CreateCallRequest>,
 ) -> Result<Response, ApiError> {
-    let decision = state.limits.call_creation.check(&who.organization_id.to_string());
+    let decision = state
+        .limits
+        .call_creation
+        .check(&who.organization_id.to_string());
     if !decision.allowed {
         return Ok(rate_limited(&decision));
     }
     let key = header(&headers, "idempotency-key");
-    let created = state.services.create_call(&who, body.value, &body.raw, key).await?;
+    let created = state
+        .services
+        .create_call(&who, body.value, &body.raw, key)
+        .await?;
     let mut response = (StatusCode::CREATED, Json(created.call)).into_response();
     set_rate_headers(response.headers_mut(), &decision);
     if created.replayed {
-        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
 }

@@ -36,8 +36,15 @@ pub async fn upsert_load(
     Auth(who): Auth,
     body: ApiJson<Value>,
 ) -> Result<(StatusCode, Json<LoadUpsertResponse>), ApiError> {
-    let out = state.services.upsert_load(&who, LoadInput::from_json(body.value)?).await?;
-    let status = if out.operation == "created" { StatusCode::CREATED } else { StatusCode::OK };
+    let out = state
+        .services
+        .upsert_load(&who, LoadInput::from_json(body.value)?)
+        .await?;
+    let status = if out.operation == "created" {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(out)))
 }
 

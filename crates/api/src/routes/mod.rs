@@ -29,7 +29,18 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(calls::call_recording))
         .routes(routes!(calls::call_transcript))
         .routes(routes!(trunks::create_sip_trunk, trunks::list_sip_trunks))
-        .routes(routes!(trunks::get_sip_trunk, trunks::update_sip_trunk, trunks::delete_sip_trunk))
-        .routes(routes!(trunks::create_phone_number, trunks::list_phone_numbers))
-        .routes(routes!(trunks::get_phone_number, trunks::update_phone_number, trunks::delete_phone_number))
+        .routes(routes!(
+            trunks::get_sip_trunk,
+            trunks::update_sip_trunk,
+            trunks::delete_sip_trunk
+        ))
+        .routes(routes!(
+            trunks::create_phone_number,
+            trunks::list_phone_numbers
+        ))
+        .routes(routes!(
+            trunks::get_phone_number,
+            trunks::update_phone_number,
+            trunks::delete_phone_number
+        ))
 }

@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 use switchyard_domain::id::kind;
 use switchyard_domain::model::{PhoneNumber, SipTrunk};
 use switchyard_service::trunks::{
-    CreatePhoneNumberRequest, CreateSipTrunkRequest, UpdatePhoneNumberRequest, UpdateSipTrunkRequest,
+    CreatePhoneNumberRequest, CreateSipTrunkRequest, UpdatePhoneNumberRequest,
+    UpdateSipTrunkRequest,
 };
 
 use crate::AppState;
@@ -22,13 +23,19 @@ pub async fn create_sip_trunk(
     Auth(who): Auth,
     body: ApiJson<CreateSipTrunkRequest>,
 ) -> Result<(StatusCode, Json<SipTrunk>), ApiError> {
-    Ok((StatusCode::CREATED, Json(state.services.create_sip_trunk(&who, body.value).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.services.create_sip_trunk(&who, body.value).await?),
+    ))
 }
 
 /// List SIP trunks.
 #[utoipa::path(get, path = "/sip-trunks", tag = "SIP Trunks", security(("api_key" = []), ("bearer" = [])),
     responses((status = 200, description = "OK", body = Vec<SipTrunk>), ErrorResponses))]
-pub async fn list_sip_trunks(State(state): State<AppState>, Auth(who): Auth) -> Result<Json<Vec<SipTrunk>>, ApiError> {
+pub async fn list_sip_trunks(
+    State(state): State<AppState>,
+    Auth(who): Auth,
+) -> Result<Json<Vec<SipTrunk>>, ApiError> {
     Ok(Json(state.services.list_sip_trunks(&who).await?))
 }
 
@@ -56,7 +63,12 @@ pub async fn update_sip_trunk(
     PathId(id): PathId<kind::SipTrunk>,
     body: ApiJson<UpdateSipTrunkRequest>,
 ) -> Result<Json<SipTrunk>, ApiError> {
-    Ok(Json(state.services.update_sip_trunk(&who, id, body.value).await?))
+    Ok(Json(
+        state
+            .services
+            .update_sip_trunk(&who, id, body.value)
+            .await?,
+    ))
 }
 
 /// Delete a SIP trunk no phone number uses (else 409 `invalid_state`).
@@ -82,7 +94,10 @@ pub async fn create_phone_number(
     Auth(who): Auth,
     body: ApiJson<CreatePhoneNumberRequest>,
 ) -> Result<(StatusCode, Json<PhoneNumber>), ApiError> {
-    Ok((StatusCode::CREATED, Json(state.services.create_phone_number(&who, body.value).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.services.create_phone_number(&who, body.value).await?),
+    ))
 }
 
 /// List phone numbers.
@@ -120,7 +135,12 @@ pub async fn update_phone_number(
     PathId(id): PathId<kind::PhoneNumber>,
     body: ApiJson<UpdatePhoneNumberRequest>,
 ) -> Result<Json<PhoneNumber>, ApiError> {
-    Ok(Json(state.services.update_phone_number(&who, id, body.value).await?))
+    Ok(Json(
+        state
+            .services
+            .update_phone_number(&who, id, body.value)
+            .await?,
+    ))
 }
 
 /// Delete a phone number.

@@ -22,7 +22,8 @@ pub enum Backend {
 
 /// PostgreSQL for tests: `SWITCHYARD_TEST_DATABASE_URL` or the local default.
 pub fn pg_admin_url() -> String {
-    std::env::var("SWITCHYARD_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("SWITCHYARD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn peers_required() -> bool {
@@ -43,15 +44,28 @@ impl PgDatabase {
         let mut conn = match sqlx::PgConnection::connect(&admin).await {
             Ok(c) => c,
             Err(e) if !peers_required() => {
-                eprintln!("SKIPPED: PostgreSQL unreachable at {admin}: {e} (set SWITCHYARD_REQUIRE_PEERS=1 to fail instead)");
+                eprintln!(
+                    "SKIPPED: PostgreSQL unreachable at {admin}: {e} (set SWITCHYARD_REQUIRE_PEERS=1 to fail instead)"
+                );
                 return None;
             }
-            Err(e) => panic!("PostgreSQL is required (SWITCHYARD_REQUIRE_PEERS=1) but unreachable at {admin}: {e}"),
+            Err(e) => panic!(
+                "PostgreSQL is required (SWITCHYARD_REQUIRE_PEERS=1) but unreachable at {admin}: {e}"
+            ),
         };
         let name = format!("sy_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create test database");
-        let base = admin.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(admin.clone());
-        Some(Self { url: format!("{base}/{name}"), name })
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_owned())
+            .unwrap_or(admin.clone());
+        Some(Self {
+            url: format!("{base}/{name}"),
+            name,
+        })
     }
 }
 
@@ -60,13 +74,18 @@ impl Drop for PgDatabase {
         let name = self.name.clone();
         // Drop may run inside a runtime (or during a panic): use a thread of its own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async {
                 use sqlx::Connection;
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                        .execute(&mut conn)
-                        .await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
                 }
             });
         })
@@ -91,7 +110,8 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new() -> Self {
-        let p = std::env::temp_dir().join(format!("switchyard-test-{}", uuid::Uuid::new_v4().simple()));
+        let p =
+            std::env::temp_dir().join(format!("switchyard-test-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&p).expect("temp dir");
         Self(p)
     }
@@ -137,7 +157,10 @@ impl TestServer {
         };
         tweak(&mut config);
         let server = RunningServer::start(&config).await.expect("server starts");
-        let initial = server.initial.clone().expect("first run creates credentials");
+        let initial = server
+            .initial
+            .clone()
+            .expect("first run creates credentials");
         Some(Self {
             base: format!("http://{}", server.addr),
             api_key: initial.api_key,
@@ -167,7 +190,8 @@ impl TestServer {
 
     /// A request with the first-run API key.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
-        self.call_as(&Cred::Key(self.api_key.clone()), method, path, body).await
+        self.call_as(&Cred::Key(self.api_key.clone()), method, path, body)
+            .await
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -178,7 +202,13 @@ impl TestServer {
         self.call(Method::POST, path, Some(body)).await
     }
 
-    pub async fn call_as(&self, cred: &Cred, method: Method, path: &str, body: Option<Value>) -> Resp {
+    pub async fn call_as(
+        &self,
+        cred: &Cred,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Resp {
         let mut req = self.http.request(method, format!("{}{}", self.base, path));
         req = match cred {
             Cred::None => req,
@@ -198,11 +228,22 @@ impl TestServer {
 
     /// Logs in as the first-run owner.
     pub async fn owner_token(&self) -> String {
-        self.login(switchyard::bootstrap::OWNER_EMAIL, &self.owner_password.clone()).await
+        self.login(
+            switchyard::bootstrap::OWNER_EMAIL,
+            &self.owner_password.clone(),
+        )
+        .await
     }
 
     pub async fn login(&self, email: &str, password: &str) -> String {
-        let r = self.call_as(&Cred::None, Method::POST, "/auth/login", Some(json!({"email": email, "password": password}))).await;
+        let r = self
+            .call_as(
+                &Cred::None,
+                Method::POST,
+                "/auth/login",
+                Some(json!({"email": email, "password": password})),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK, "login: {}", r.body);
         r.body["access_token"].as_str().expect("token").to_owned()
     }
@@ -212,26 +253,58 @@ impl TestServer {
         let s = self.services();
         let org = s.store.create_organization(name).await.expect("org");
         let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
-        let user = s.auth.create_user(&email, None, "password123").await.expect("user");
-        s.store.add_membership(org.id, user.id, Role::Owner).await.expect("membership");
-        let (_, key) = s.auth.create_api_key(org.id, "k".into(), None, None, Some(user.id)).await.expect("key");
-        OtherOrg { id: org.id, key, email }
+        let user = s
+            .auth
+            .create_user(&email, None, "password123")
+            .await
+            .expect("user");
+        s.store
+            .add_membership(org.id, user.id, Role::Owner)
+            .await
+            .expect("membership");
+        let (_, key) = s
+            .auth
+            .create_api_key(org.id, "k".into(), None, None, Some(user.id))
+            .await
+            .expect("key");
+        OtherOrg {
+            id: org.id,
+            key,
+            email,
+        }
     }
 
     /// A user with `role` in the first-run organization; returns a bearer token.
     pub async fn user_with_role(&self, role: Role) -> String {
         let s = self.services();
         let email = format!("{}@example.com", uuid::Uuid::new_v4().simple());
-        let user = s.auth.create_user(&email, None, "password123").await.expect("user");
-        s.store.add_membership(self.org, user.id, role).await.expect("membership");
+        let user = s
+            .auth
+            .create_user(&email, None, "password123")
+            .await
+            .expect("user");
+        s.store
+            .add_membership(self.org, user.id, role)
+            .await
+            .expect("membership");
         self.login(&email, "password123").await
     }
 
     /// Gives the first-run organization a trunk and a default number.
     pub async fn with_route(&self) -> Value {
-        let t = self.post("/sip-trunks", json!({"name": "local", "host": "127.0.0.1", "port": 5070})).await;
+        let t = self
+            .post(
+                "/sip-trunks",
+                json!({"name": "local", "host": "127.0.0.1", "port": 5070}),
+            )
+            .await;
         assert_eq!(t.status, StatusCode::CREATED, "{}", t.body);
-        let n = self.post("/phone-numbers", json!({"number": "+15550001000", "sip_trunk_id": t.body["id"]})).await;
+        let n = self
+            .post(
+                "/phone-numbers",
+                json!({"number": "+15550001000", "sip_trunk_id": t.body["id"]}),
+            )
+            .await;
         assert_eq!(n.status, StatusCode::CREATED, "{}", n.body);
         n.body
     }
@@ -270,17 +343,31 @@ impl Resp {
         let headers = r.headers().clone();
         let text = r.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Self { status, headers, body, text }
+        Self {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     /// Asserts the error envelope with `status` and `code`; returns `param`.
     #[track_caller]
     pub fn assert_error(&self, status: u16, code: &str) -> Option<String> {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
-        let err = self.body.get("error").unwrap_or_else(|| panic!("no envelope: {}", self.text));
+        let err = self
+            .body
+            .get("error")
+            .unwrap_or_else(|| panic!("no envelope: {}", self.text));
         assert_eq!(err["code"], code, "body: {}", self.text);
         assert!(err["message"].is_string(), "message: {}", self.text);
-        assert!(err.as_object().map(|o| o.contains_key("param")).unwrap_or(false), "param key: {}", self.text);
+        assert!(
+            err.as_object()
+                .map(|o| o.contains_key("param"))
+                .unwrap_or(false),
+            "param key: {}",
+            self.text
+        );
         err["param"].as_str().map(str::to_owned)
     }
 
@@ -300,7 +387,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "condition not met within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
