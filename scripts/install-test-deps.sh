@@ -1,38 +1,67 @@
 #!/usr/bin/env bash
-# Installs what the test suite and the benchmarks need on a fresh Debian
-# machine: peers from Debian's packages, a running PostgreSQL, and a Python
-# virtual environment with the OpenAPI validator. Safe to run again.
+# Installs what the test suite and the benchmarks need on a Debian machine:
+# peers from Debian's packages, a running PostgreSQL, and a Python virtual
+# environment with the OpenAPI validator. Safe to run again: each step does
+# nothing when its work is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Root runs apt-get and pg_ctlcluster directly; anyone else goes through sudo.
 SUDO=""
-if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO="sudo"
+  else
+    echo "install-test-deps: not root and no sudo; installing as is (may fail)" >&2
+  fi
+fi
 
-# Debian packages: wrk (API benchmark), sipp/baresip/tshark/sox/espeak-ng/ffmpeg
-# (SIP and media tests), chromium + driver (browser tests), python3-venv.
-PACKAGES=(wrk sip-tester baresip-core tshark sox espeak-ng ffmpeg chromium chromium-driver python3-venv postgresql-client)
+# Debian packages, installed only when missing (apt-get update only then):
+#   wrk                          API benchmark (switchyard bench api)
+#   sip-tester (sipp), baresip-core, tshark
+#                                SIP peers and captures for the SIP engine tests
+#   sox, espeak-ng, ffmpeg       audio fixtures and checks for media/recordings
+#   chromium, chromium-driver    browser tests (Swagger UI, WebRTC join page)
+#   python3-venv                 the .venv below
+#   postgresql-client            pg_isready, psql
+PACKAGES=(wrk sip-tester baresip-core tshark sox espeak-ng ffmpeg
+          chromium chromium-driver python3-venv postgresql-client)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-  echo "installing: ${missing[*]}"
+  echo "install-test-deps: installing ${missing[*]}"
   $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# PostgreSQL for the tests that run on both back-ends.
+# PostgreSQL on 127.0.0.1:5432 for the tests that run on both back-ends.
+# If it is installed but stopped, start its cluster and wait for it.
 if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
-  if [ -d /etc/postgresql ]; then
-    $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  if [ -d /etc/postgresql ] && [ -n "$(ls /etc/postgresql)" ]; then
+    version="$(ls /etc/postgresql | sort -V | tail -n1)"
+    echo "install-test-deps: starting PostgreSQL $version"
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    for _ in $(seq 1 30); do
+      pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null && break
+      sleep 1
+    done
+  fi
+  if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+    echo "install-test-deps: PostgreSQL is not reachable on 127.0.0.1:5432;" \
+      "its tests will skip (or fail with SWITCHYARD_REQUIRE_PEERS=1)" >&2
   fi
 fi
 
-# The OpenAPI document is checked with the PyPI openapi-spec-validator.
+# A virtual environment at .venv with the PyPI openapi-spec-validator, which
+# the OpenAPI test in crates/server/tests runs on the served document.
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 if ! .venv/bin/python -c "import openapi_spec_validator" 2>/dev/null; then
-  .venv/bin/pip install -q openapi-spec-validator
+  .venv/bin/python -m pip install -q --disable-pip-version-check openapi-spec-validator
 fi
-echo "test dependencies ready"
+
+echo "install-test-deps: ready"

@@ -1,7 +1,8 @@
 //! `switchyard bench api`: API throughput and latency, measured with wrk on
 //! loopback against a server in this process, seeded with many calls. Each
-//! figure is also given as a ratio to `/healthz` of the same server in the
-//! same run (the HTTP floor of this machine: no auth, no database).
+//! figure is also given as ratios to two floors of the same server in the
+//! same run: `/healthz` (HTTP only: no auth, no database) and `/readyz`
+//! (one `SELECT 1` round trip through the pool: the database driver's floor).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -271,8 +272,10 @@ async fn measure(args: &ApiBenchArgs, server: &RunningServer, dir: &Path) -> any
     let base = format!("http://{}", server.addr);
     let floor_url = format!("{base}/healthz");
     let backend = format!("{:?}", services.store.backend());
-    eprintln!("measuring /healthz (the floor)…");
+    eprintln!("measuring /healthz (the HTTP floor)…");
     let floor = run_wrk(args, &floor_url, None)?;
+    eprintln!("measuring /readyz (the database floor)…");
+    let db_floor = run_wrk(args, &format!("{base}/readyz"), None)?;
     let mut rows = Vec::new();
     for (name, script) in [
         ("GET /calls/{id}", &get_one),
@@ -291,27 +294,27 @@ async fn measure(args: &ApiBenchArgs, server: &RunningServer, dir: &Path) -> any
     )?;
     writeln!(
         table,
-        "| scenario | req/s | p50 ms | p99 ms | errors | req/s ÷ /healthz req/s |"
+        "| scenario | req/s | p50 ms | p99 ms | errors | ÷ /healthz | ÷ /readyz |"
     )?;
-    writeln!(table, "|---|---:|---:|---:|---:|---:|")?;
-    writeln!(
-        table,
-        "| GET /healthz (floor) | {:.0} | {:.2} | {:.2} | {} | 1.00 |",
-        floor.requests_per_sec, floor.p50_ms, floor.p99_ms, floor.errors
-    )?;
-    for (name, r) in &rows {
+    writeln!(table, "|---|---:|---:|---:|---:|---:|---:|")?;
+    let floors = [
+        ("GET /healthz (HTTP floor)", &floor),
+        ("GET /readyz (SELECT 1 floor)", &db_floor),
+    ];
+    for (name, r) in floors.into_iter().chain(rows.iter().map(|(n, r)| (*n, r))) {
         writeln!(
             table,
-            "| {name} | {:.0} | {:.2} | {:.2} | {} | {:.2} |",
+            "| {name} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {:.2} |",
             r.requests_per_sec,
             r.p50_ms,
             r.p99_ms,
             r.errors,
-            r.requests_per_sec / floor.requests_per_sec
+            r.requests_per_sec / floor.requests_per_sec,
+            r.requests_per_sec / db_floor.requests_per_sec
         )?;
     }
     println!("{table}");
-    if rows.iter().any(|(_, r)| r.errors > 0) || floor.errors > 0 {
+    if rows.iter().any(|(_, r)| r.errors > 0) || floor.errors > 0 || db_floor.errors > 0 {
         anyhow::bail!("some requests failed during the benchmark");
     }
     Ok(())

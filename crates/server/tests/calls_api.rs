@@ -321,6 +321,33 @@ both_backends! {
         assert_eq!(lc.body[0]["id"], ids[4]);
     }
 
+    async fn every_change_writes_its_event_with_the_api_representation(srv: TestServer) {
+        srv.with_route().await;
+        let c = srv.create_call(json!({"to_number": "+14155552671"})).await;
+        let id = c["id"].as_str().unwrap().to_owned();
+        drive(srv, &id, &[CallEvent::DialStarted, CallEvent::Ringing, CallEvent::Ringing, CallEvent::Answered]).await;
+        let ended = srv.call(Method::POST, &format!("/calls/{id}/end"), None).await;
+        assert_eq!(ended.body["status"], "COMPLETED");
+        let events = srv.store().events_after(0, Some(&id), 100).await.unwrap();
+        let kinds: Vec<_> = events.iter().map(|e| (e.event_type.as_str(), e.data["status"].as_str().unwrap().to_owned())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("call.created", "QUEUED".to_owned()),
+                ("call.status_changed", "DIALING".to_owned()),
+                ("call.status_changed", "RINGING".to_owned()),
+                ("call.status_changed", "IN_PROGRESS".to_owned()),
+                ("call.status_changed", "COMPLETED".to_owned()),
+                ("call.ended", "COMPLETED".to_owned()),
+            ],
+            "one event per change, in order; a repeated RINGING adds none"
+        );
+        assert!(events.iter().all(|e| e.subject_id == id && e.organization_id == srv.org));
+        // The last event's data is the call exactly as GET returns it.
+        let now = srv.get(&format!("/calls/{id}")).await.body;
+        assert_eq!(events.last().unwrap().data, now);
+    }
+
     async fn transcript_and_recording(srv: TestServer) {
         srv.with_route().await;
         let c = srv.create_call(json!({"to_number": "+14155552671"})).await;

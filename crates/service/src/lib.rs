@@ -28,3 +28,10 @@ pub struct Services {
     pub auth: Arc<AuthService>,
     pub telephony: Option<Arc<dyn telephony::Telephony>>,
 }
+
+impl Services {
+    /// Readiness: the database answers.
+    pub async fn ready(&self) -> error::Result<()> {
+        self.store.ping().await.map_err(Error::internal)
+    }
+}

@@ -21,10 +21,10 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.services.store.ping().await {
+    match state.services.ready().await {
         Ok(()) => (StatusCode::OK, axum::Json(json!({"status": "ready"}))),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
+            tracing::warn!(error = ?e.source, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 axum::Json(json!({"status": "unavailable", "database": "unreachable"})),
