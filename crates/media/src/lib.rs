@@ -1,0 +1,12 @@
+//! Media for Switchyard's call legs, sans-IO: every type here turns bytes
+//! and frames into other bytes and frames; sockets and timers live in the
+//! thin I/O loop of the telephony engine.
+//!
+//! - [`g711`]: μ-law and A-law (ITU-T G.711).
+//! - [`rtp`]: RTP packets in and out (parsing and building with `rtp-rs`),
+//!   a sender that keeps sequence numbers, timestamps and the SSRC.
+//! - [`dtmf`]: RFC 4733 telephone-events, sending and receiving.
+
+pub mod dtmf;
+pub mod g711;
+pub mod rtp;
