@@ -6,7 +6,9 @@
 //! - [`rtp`]: RTP packets in and out (parsing and building with `rtp-rs`),
 //!   a sender that keeps sequence numbers, timestamps and the SSRC.
 //! - [`dtmf`]: RFC 4733 telephone-events, sending and receiving.
+//! - [`jitter`]: an adaptive jitter buffer with loss concealment.
 
 pub mod dtmf;
 pub mod g711;
+pub mod jitter;
 pub mod rtp;
