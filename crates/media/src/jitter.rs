@@ -184,11 +184,12 @@ impl JitterBuffer {
         }
         // Too much buffered for the current jitter: skip the oldest frame.
         if self.frames.len() as u32 > self.target_frames + 2
-            && let Some((&ts, _)) = self.frames.first_key_value() {
-                self.frames.remove(&ts);
-                self.stats.trimmed += 1;
-                self.playout = Some(ts + self.frame_samples as u64);
-            }
+            && let Some((&ts, _)) = self.frames.first_key_value()
+        {
+            self.frames.remove(&ts);
+            self.stats.trimmed += 1;
+            self.playout = Some(ts + self.frame_samples as u64);
+        }
         let playout = self.playout.unwrap_or(playout);
         self.playout = Some(playout + self.frame_samples as u64);
         match self.frames.remove(&playout) {
