@@ -7,8 +7,10 @@
 //!   a sender that keeps sequence numbers, timestamps and the SSRC.
 //! - [`dtmf`]: RFC 4733 telephone-events, sending and receiving.
 //! - [`jitter`]: an adaptive jitter buffer with loss concealment.
+//! - [`rtcp`]: reception statistics, sender and receiver reports.
 
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+pub mod rtcp;
 pub mod rtp;
