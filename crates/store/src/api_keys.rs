@@ -6,7 +6,7 @@ use switchyard_domain::id::{ApiKeyId, OrganizationId, UserId};
 use switchyard_domain::model::ApiKey;
 use switchyard_domain::timefmt;
 
-use crate::{Result, Store, StoreError, conflict_on_unique, on_pool, parse_uuid};
+use crate::{Result, Store, StoreError, conflict_on_unique, on_pool, on_writer, parse_uuid};
 
 const COLUMNS: &str = "id, organization_id, name, description, secret_hash, key_prefix, is_active, \
                        expires_at, last_used_at, created_at, updated_at";
@@ -68,7 +68,7 @@ impl Store {
     pub async fn insert_api_key(&self, new: NewApiKey) -> Result<ApiKey> {
         let now = timefmt::now_ms();
         let id = ApiKeyId::new();
-        on_pool!(self, |pool| {
+        on_writer!(self, |pool| {
             sqlx::query(
                 "INSERT INTO api_keys (id, organization_id, name, description, lookup_hash, secret_hash, key_prefix, \
                  is_active, expires_at, last_used_at, created_by_id, created_at, updated_at) \
@@ -131,7 +131,7 @@ impl Store {
 
     /// Soft delete: the key stays listed, inactive, and stops authenticating.
     pub async fn deactivate_api_key(&self, org: OrganizationId, id: ApiKeyId) -> Result<()> {
-        let done = on_pool!(self, |pool| {
+        let done = on_writer!(self, |pool| {
             sqlx::query("UPDATE api_keys SET is_active = $1, updated_at = $2 WHERE organization_id = $3 AND id = $4")
                 .bind(false)
                 .bind(timefmt::now_ms())
@@ -161,7 +161,7 @@ impl Store {
 
     /// Records a use of the key, at most once per `min_interval_ms`.
     pub async fn touch_api_key(&self, id: ApiKeyId, now: i64, min_interval_ms: i64) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_writer!(self, |pool| {
             sqlx::query(
                 "UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)",
             )

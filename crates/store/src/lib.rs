@@ -84,6 +84,21 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// Like [`on_pool!`], for a single write statement: on SQLite it first
+/// takes the in-process writer lock, so every writer queues in one place.
+macro_rules! on_writer {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.db {
+            $crate::Db::Sqlite($pool) => {
+                let _writer = $store.sqlite_writer.lock().await;
+                $body
+            }
+            $crate::Db::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_writer;
+
 /// Begins a write transaction. On SQLite it is `BEGIN IMMEDIATE`, so two
 /// writers queue on the busy timeout instead of failing a lock upgrade.
 macro_rules! write_tx {

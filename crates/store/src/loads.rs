@@ -5,7 +5,9 @@ use switchyard_domain::id::{LoadId, OrganizationId};
 use switchyard_domain::load::{Load, LoadDetails};
 use switchyard_domain::timefmt;
 
-use crate::{Result, Store, StoreError, conflict_on_unique, on_pool, parse_uuid, write_tx};
+use crate::{
+    Result, Store, StoreError, conflict_on_unique, on_pool, on_writer, parse_uuid, write_tx,
+};
 
 const COLUMNS: &str =
     "id, organization_id, load_number, tms_load_id, details, created_at, updated_at";
@@ -195,7 +197,7 @@ impl Store {
     /// Replaces a load's fields (the caller merged the patch).
     pub async fn update_load(&self, load: &Load) -> Result<Load> {
         let details_text = details_json(&load.details)?;
-        let done = on_pool!(self, |pool| {
+        let done = on_writer!(self, |pool| {
             sqlx::query(
                 "UPDATE loads SET load_number = $1, tms_load_id = $2, details = $3, updated_at = $4 \
                  WHERE organization_id = $5 AND id = $6",

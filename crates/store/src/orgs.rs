@@ -5,7 +5,7 @@ use switchyard_domain::id::{OrganizationId, UserId};
 use switchyard_domain::model::{Membership, Organization, User};
 use switchyard_domain::{Role, timefmt};
 
-use crate::{Result, Store, StoreError, conflict_on_unique, on_pool, parse_uuid};
+use crate::{Result, Store, StoreError, conflict_on_unique, on_pool, on_writer, parse_uuid};
 
 #[derive(FromRow)]
 struct OrgRow {
@@ -90,7 +90,7 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        on_pool!(self, |pool| {
+        on_writer!(self, |pool| {
             sqlx::query("INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4)")
                 .bind(org.id.uuid().to_string())
                 .bind(&org.name)
@@ -142,7 +142,7 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        on_pool!(self, |pool| {
+        on_writer!(self, |pool| {
             sqlx::query(
                 "INSERT INTO users (id, email, name, password_hash, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)",
             )
@@ -212,7 +212,7 @@ impl Store {
         user: UserId,
         role: Role,
     ) -> Result<()> {
-        on_pool!(self, |pool| {
+        on_writer!(self, |pool| {
             sqlx::query("INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
                 .bind(org.uuid().to_string())
                 .bind(user.uuid().to_string())

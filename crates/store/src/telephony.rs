@@ -6,7 +6,8 @@ use switchyard_domain::model::{PhoneNumber, SipTrunk};
 use switchyard_domain::timefmt;
 
 use crate::{
-    Result, Store, StoreError, conflict_on_unique, on_pool, parse_json, parse_uuid, write_tx,
+    Result, Store, StoreError, conflict_on_unique, on_pool, on_writer, parse_json, parse_uuid,
+    write_tx,
 };
 
 const TRUNK_COLUMNS: &str = "id, organization_id, name, host, port, transport, username, password, realm, \
@@ -140,7 +141,7 @@ impl Store {
         let sql = format!(
             "INSERT INTO sip_trunks ({TRUNK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         );
-        on_pool!(self, |pool| {
+        on_writer!(self, |pool| {
             sqlx::query(AssertSqlSafe(sql.as_str()))
                 .bind(id.uuid().to_string())
                 .bind(org.uuid().to_string())
@@ -227,7 +228,7 @@ impl Store {
         let sql = "UPDATE sip_trunks SET name = $1, host = $2, port = $3, transport = $4, username = $5, password = $6, \
                    realm = $7, from_domain = $8, max_concurrent_calls = $9, updated_at = $10 \
                    WHERE organization_id = $11 AND id = $12";
-        on_pool!(self, |pool| {
+        on_writer!(self, |pool| {
             sqlx::query(AssertSqlSafe(sql))
                 .bind(patch.name.unwrap_or(current.name))
                 .bind(patch.host.unwrap_or(current.host))
@@ -397,7 +398,7 @@ impl Store {
     }
 
     pub async fn delete_phone_number(&self, org: OrganizationId, id: PhoneNumberId) -> Result<()> {
-        let done = on_pool!(self, |pool| {
+        let done = on_writer!(self, |pool| {
             sqlx::query("DELETE FROM phone_numbers WHERE organization_id = $1 AND id = $2")
                 .bind(org.uuid().to_string())
                 .bind(id.uuid().to_string())
