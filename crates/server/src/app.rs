@@ -30,10 +30,13 @@ fn prometheus() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Opens the database and applies migrations.
-pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+/// Opens the database and applies migrations. `as_server`: this process
+/// serves the API and owns a SQLite file (one server per SQLite file; see
+/// the store's call cache); tools beside it (admin, migrate) pass false.
+pub async fn open_store(config: &Config, as_server: bool) -> anyhow::Result<Store> {
     let options = StoreOptions {
         max_connections: config.database_max_connections,
+        own_sqlite_file: as_server,
         ..Default::default()
     };
     let store = Store::connect(&config.database_url, &options).await?;
@@ -56,7 +59,7 @@ impl RunningServer {
     /// Starts everything and binds `config.http_addr` (port 0 picks one).
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let store = open_store(config).await?;
+        let store = open_store(config, true).await?;
         let secret = bootstrap::jwt_secret(config)?;
         let auth = Arc::new(AuthService::new(
             store.clone(),

@@ -118,7 +118,7 @@ async fn shutdown_signal() {
 }
 
 async fn admin(config: &Config, cmd: Admin) -> anyhow::Result<()> {
-    let store = open_store(config).await?;
+    let store = open_store(config, false).await?;
     let secret = switchyard::bootstrap::jwt_secret(config)?;
     let auth = AuthService::new(
         store.clone(),
@@ -207,7 +207,7 @@ async fn main() -> anyhow::Result<()> {
             server.stop().await;
         }
         Command::Migrate => {
-            let store = open_store(&config).await?;
+            let store = open_store(&config, false).await?;
             println!("migrations applied ({:?})", store.backend());
             store.close().await;
         }

@@ -177,3 +177,36 @@ async fn first_start_writes_private_credentials_once() {
     assert_eq!(again.store.list_organizations().await.unwrap().len(), 1);
     again.stop().await;
 }
+
+#[tokio::test]
+async fn one_server_per_sqlite_file() {
+    let dir = TempDir::new();
+    let config = common::base_config(&dir.0);
+    let first = switchyard::app::RunningServer::start(&config)
+        .await
+        .unwrap();
+    let err = switchyard::app::RunningServer::start(&config)
+        .await
+        .err()
+        .expect("a second server on the same SQLite file is refused");
+    assert!(
+        err.to_string().contains("another Switchyard server"),
+        "{err}"
+    );
+    // Tools beside the server still work on its database.
+    let out = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["admin", "list-orgs"])
+        .env("SWITCHYARD_DATABASE_URL", &config.database_url)
+        .env("SWITCHYARD_DATA_DIR", &dir.0)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Default"),
+        "{out:?}"
+    );
+    first.stop().await;
+    let again = switchyard::app::RunningServer::start(&config)
+        .await
+        .expect("the file is free again after a stop");
+    again.stop().await;
+}

@@ -23,10 +23,6 @@ macro_rules! select_call {
 }
 const SELECT_CALL: &str = select_call!();
 const SELECT_CALL_BY_ID: &str = concat!(select_call!(), " WHERE c.id = $1");
-const SELECT_CALL_BY_ID_IN_ORG: &str = concat!(
-    select_call!(),
-    " WHERE c.id = $1 AND c.organization_id = $2"
-);
 
 #[derive(FromRow)]
 struct CallRow {
@@ -458,25 +454,31 @@ impl Store {
     }
 
     pub async fn get_call(&self, org: OrganizationId, id: CallId) -> Result<Call> {
-        let row: Option<CallRow> = on_pool!(self, |pool| {
-            sqlx::query_as(SELECT_CALL_BY_ID_IN_ORG)
-                .bind(id.uuid().to_string())
-                .bind(org.uuid().to_string())
-                .fetch_optional(pool)
-                .await?
-        });
-        row.ok_or(StoreError::NotFound)?.into_model()
+        let call = self.get_call_unscoped(id).await?;
+        // Another organization's call does not exist for this one.
+        if call.organization_id != org {
+            return Err(StoreError::NotFound);
+        }
+        Ok(call)
     }
 
     /// A call by ID in any organization (for the engine, never for the API).
     pub async fn get_call_unscoped(&self, id: CallId) -> Result<Call> {
+        let generation = self.call_cache.as_ref().map(|c| c.generation());
+        if let Some(cached) = self.call_cache.as_ref().and_then(|c| c.get(id.uuid())) {
+            return Ok(cached);
+        }
         let row: Option<CallRow> = on_pool!(self, |pool| {
             sqlx::query_as(SELECT_CALL_BY_ID)
                 .bind(id.uuid().to_string())
                 .fetch_optional(pool)
                 .await?
         });
-        row.ok_or(StoreError::NotFound)?.into_model()
+        let call = row.ok_or(StoreError::NotFound)?.into_model()?;
+        if let (Some(cache), Some(generation)) = (&self.call_cache, generation) {
+            cache.fill(generation, &call);
+        }
+        Ok(call)
     }
 
     /// One page of calls and the total matching the filter.

@@ -15,6 +15,7 @@ use sqlx::sqlite::{
 };
 
 mod api_keys;
+mod call_cache;
 mod calls;
 mod events;
 mod loads;
@@ -70,6 +71,8 @@ pub struct Store {
     /// SQLite has one writer at a time. Queuing writers here, in order,
     /// avoids SQLite's busy handler, whose sleeps make long latency tails.
     sqlite_writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// SQLite only, when this process owns the file (see `call_cache`).
+    call_cache: Option<std::sync::Arc<call_cache::CallCache>>,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool; the body is compiled
@@ -91,7 +94,9 @@ macro_rules! on_writer {
         match &$store.db {
             $crate::Db::Sqlite($pool) => {
                 let _writer = $store.sqlite_writer.lock().await;
-                $body
+                let result = $body;
+                $store.after_write();
+                result
             }
             $crate::Db::Postgres($pool) => $body,
         }
@@ -108,7 +113,11 @@ macro_rules! write_tx {
                 let _writer = $store.sqlite_writer.lock().await;
                 #[allow(unused_mut)]
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                $body
+                // An early `return` (error, nothing committed) skips the hook, as it should.
+                #[allow(clippy::let_unit_value)]
+                let result = $body;
+                $store.after_write();
+                result
             }
             $crate::Db::Postgres(pool) => {
                 #[allow(unused_mut)]
@@ -151,6 +160,9 @@ pub(crate) use bind_all;
 pub struct StoreOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// SQLite: take the file's owner lock and cache calls in memory. For the
+    /// server process; tools that run beside it (admin) leave it off.
+    pub own_sqlite_file: bool,
 }
 
 impl Default for StoreOptions {
@@ -158,6 +170,7 @@ impl Default for StoreOptions {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
+            own_sqlite_file: false,
         }
     }
 }
@@ -175,6 +188,7 @@ impl Store {
             return Ok(Self {
                 db: Db::Postgres(pool),
                 sqlite_writer: Default::default(),
+                call_cache: None,
             });
         }
         let path_part = url
@@ -189,6 +203,14 @@ impl Store {
         {
             std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
         }
+        // Owning the file first: a second server must fail before it touches anything.
+        let call_cache = if options.own_sqlite_file && !file.is_empty() && file != ":memory:" {
+            Some(std::sync::Arc::new(
+                call_cache::CallCache::own(std::path::Path::new(file)).map_err(sqlx::Error::Io)?,
+            ))
+        } else {
+            None
+        };
         let connect = SqliteConnectOptions::from_str(&format!("sqlite:{path_part}"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -205,7 +227,15 @@ impl Store {
         Ok(Self {
             db: Db::Sqlite(pool),
             sqlite_writer: Default::default(),
+            call_cache,
         })
+    }
+
+    /// Every write to SQLite ends here (see `call_cache`).
+    pub(crate) fn after_write(&self) {
+        if let Some(cache) = &self.call_cache {
+            cache.written();
+        }
     }
 
     pub fn backend(&self) -> Backend {
