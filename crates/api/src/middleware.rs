@@ -63,26 +63,25 @@ pub fn rate_limited(d: &Decision) -> Response {
 }
 
 /// Resolves credentials (if any) to a principal for the handlers, then
-/// applies the per-caller rate limit (per client address when anonymous).
+/// applies the per-caller rate limit (per client address when anonymous or
+/// when the credentials are refused, so that refusals are limited too and
+/// carry the `X-RateLimit-*` headers like every other response).
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let headers = req.headers();
-    let principal = match credential(headers) {
+    let outcome = match credential(headers) {
         Ok(Some(token)) => {
             let org = headers
                 .get("x-organization-id")
                 .and_then(|v| v.to_str().ok())
                 .filter(|v| !v.trim().is_empty());
-            match state.services.auth.authenticate(token, org).await {
-                Ok(p) => Some(p),
-                Err(e) => return ApiError(e).into_response(),
-            }
+            state.services.auth.authenticate(token, org).await.map(Some)
         }
-        Ok(None) => None,
-        Err(e) => return ApiError(e).into_response(),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
     };
-    let rate_key = match &principal {
-        Some(p) => p.rate_key(),
-        None => {
+    let rate_key = match &outcome {
+        Ok(Some(p)) => p.rate_key(),
+        Ok(None) | Err(_) => {
             let ip = req
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
@@ -95,6 +94,14 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         metrics::counter!("switchyard_rate_limited_total").increment(1);
         return rate_limited(&decision);
     }
+    let principal = match outcome {
+        Ok(p) => p,
+        Err(e) => {
+            let mut response = ApiError(e).into_response();
+            set_rate_headers(response.headers_mut(), &decision);
+            return response;
+        }
+    };
     if let Some(p) = principal {
         req.extensions_mut().insert(p);
     }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Backend, TestServer};
+use common::{Backend, Cred, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -50,6 +50,14 @@ both_backends! {
         assert_eq!(l["tms_status"], "created", "defaults to created");
         assert_eq!(l["stops"], load_body("LD-1")["stops"], "stops round-trip");
         assert_eq!(l["driver"]["first_name"], "Sam");
+        assert_eq!(l["po_numbers"], json!(["PO1", "PO2"]));
+        assert_eq!(l["temperature_setting_minimum"], 34);
+        for f in ["created_at", "updated_at"] {
+            let t = l[f].as_str().unwrap_or_else(|| panic!("{f}: {l}"));
+            assert!(t.ends_with('Z') && t.contains('T'), "{f} = {t}");
+        }
+        assert!(l["tms_load_id"].is_null());
+        assert!(l["commodity"].is_null(), "absent optional fields are null: {l}");
         assert_eq!(srv.get(&format!("/loads/{}", &id[5..])).await.body, got.body, "bare UUID");
         let r = srv.get("/loads/call_550e8400-e29b-41d4-a716-446655440000").await;
         assert_eq!(r.assert_error(400, "invalid_id_format").as_deref(), Some("load_id"));
@@ -60,15 +68,32 @@ both_backends! {
         let t1 = srv.post("/loads", tms.clone()).await;
         assert_eq!(t1.status, StatusCode::CREATED);
         tms["load_number"] = json!("LD-2b");
-        let t2 = srv.post("/loads", tms).await;
+        let t2 = srv.post("/loads", tms.clone()).await;
+        assert_eq!(t2.status, StatusCode::OK, "{}", t2.text);
         assert_eq!(t2.body["operation"], "updated");
         assert_eq!(t2.body["load_id"], t1.body["load_id"]);
+        let t_id = t2.body["load_id"].as_str().unwrap().to_owned();
+        assert_eq!(srv.get(&format!("/loads/{t_id}")).await.body["load_number"], "LD-2b");
+        // An explicit tms_status is kept.
+        tms["tms_status"] = json!("dispatched");
+        srv.post("/loads", tms).await;
+        assert_eq!(srv.get(&format!("/loads/{t_id}")).await.body["tms_status"], "dispatched");
 
         let list = srv.get("/loads?page_size=1").await;
         assert_eq!(list.body["pagination"]["total_count"], 2);
         assert_eq!(list.body["data"][0]["load_number"], "LD-2b", "newest first");
         assert_eq!(srv.get("/loads?search=ld-1").await.body["pagination"]["total_count"], 1);
         assert_eq!(srv.get("/loads?page_size=101").await.assert_error(422, "validation_error").as_deref(), Some("page_size"));
+        assert_eq!(srv.get("/loads?page=0").await.assert_error(422, "validation_error").as_deref(), Some("page"));
+        let p1 = &list.body["pagination"];
+        assert_eq!((p1["page"].as_i64(), p1["page_size"].as_i64(), p1["total_pages"].as_i64()), (Some(1), Some(1), Some(2)));
+        assert_eq!(p1["has_next"], true);
+        assert_eq!(p1["has_prev"], false);
+        let page2 = srv.get("/api/v1/loads?page_size=1&page=2").await;
+        assert_eq!(page2.body["data"][0]["load_number"], "LD-1");
+        assert_eq!(page2.body["pagination"]["has_next"], false);
+        assert_eq!(srv.get("/loads?search=%25").await.body["pagination"]["total_count"], 0, "LIKE wildcards are literal");
+        assert_eq!(srv.get("/loads?search=LD-2").await.body["data"][0]["id"], t_id.as_str());
 
         let p = srv.call(Method::PATCH, &format!("/loads/{id}"), Some(json!({"weight": 40000, "commodity": "produce"}))).await;
         assert_eq!(p.status, StatusCode::OK, "{}", p.text);
@@ -82,6 +107,30 @@ both_backends! {
         assert_eq!(bad.assert_error(422, "validation_error").as_deref(), Some("id"));
         let dup = srv.call(Method::PATCH, &format!("/loads/{id}"), Some(json!({"load_number": "LD-2b"}))).await;
         dup.assert_error(409, "already_exists");
+        for (body, param) in [(json!({"tms_load_id": "ABCDEFGHIJKLMNOPQ"}), "tms_load_id"),
+                              (json!({"load_number": null}), "load_number"),
+                              (json!({"weight": -1}), "weight"),
+                              (json!({"equipment_type": "SPACESHIP"}), "equipment_type"),
+                              (json!({"organization_id": srv.org.to_string()}), "organization_id"),
+                              (json!([1, 2]), "body")] {
+            let r = srv.call(Method::PATCH, &format!("/loads/{id}"), Some(body.clone())).await;
+            assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some(param), "{body}");
+        }
+        let after = srv.get(&format!("/loads/{id}")).await.body;
+        assert_eq!(after["load_number"], "LD-1", "failed patches change nothing");
+        assert_eq!(after["weight"], 40000.0);
+        assert_eq!(after["stops"], load_body("LD-1")["stops"]);
+        let renamed = srv.call(Method::PATCH, &format!("/loads/{}", &id[5..]), Some(json!({"load_number": "LD-1r", "tms_load_id": "123456789012345678"}))).await;
+        assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text);
+        assert_eq!(renamed.body["load_number"], "LD-1r");
+        assert_eq!(renamed.body["tms_load_id"], "123456789012345678");
+        assert_eq!(renamed.body["id"], id.as_str());
+        assert_eq!(renamed.body["created_at"], got.body["created_at"]);
+        srv.call(Method::PATCH, "/loads/load_550e8400-e29b-41d4-a716-446655440000", Some(json!({"weight": 1}))).await
+            .assert_error(404, "not_found");
+        srv.get("/loads/load_550e8400-e29b-41d4-a716-446655440000").await.assert_error(404, "not_found");
+        let r = srv.get("/loads/load_nope").await;
+        assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("load_id"));
     }
 
     async fn loads_validate_their_fields(srv: TestServer) {
@@ -98,12 +147,28 @@ both_backends! {
             (with("last_reported_lat", json!(91)), "last_reported_lat"),
             (with("last_reported_long", json!(-181)), "last_reported_long"),
             (with("tms_load_id", json!("TOO-SHORT")), "tms_load_id"),
+            (with("tms_load_id", json!("ABCDEFGHIJKLMNOPQ")), "tms_load_id"),
+            (with("tms_load_id", json!("ABCDEFGHIJKLMNOPQRS")), "tms_load_id"),
+            (with("last_reported_lat", json!(-90.5)), "last_reported_lat"),
+            (with("length_feet", json!(-1)), "length_feet"),
+            (with("stops", json!("two stops")), "stops"),
+            (with("stops", json!([])), "stops"),
+            (without("stops"), "stops"),
+            (with("weight", json!("heavy")), "weight"),
             (with("load_number", json!("")), "load_number"),
         ];
         for (body, param) in cases {
             let r = srv.post("/loads", body.clone()).await;
             assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some(param), "{body}");
         }
+        assert_eq!(srv.get("/loads").await.body["pagination"]["total_count"], 0, "nothing was stored");
+        // The limits themselves are accepted.
+        let mut edge = with("tms_load_id", json!("ABCDEFGHIJKLMNOPQR"));
+        edge["weight"] = json!(0);
+        edge["last_reported_lat"] = json!(90);
+        edge["last_reported_long"] = json!(-180);
+        let r = srv.post("/loads", edge).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     }
 
     async fn sip_trunks_crud_and_password_is_write_only(srv: TestServer) {
@@ -116,14 +181,41 @@ both_backends! {
         assert_eq!(t.body["transport"], "tcp");
         let id = t.body["id"].as_str().unwrap().to_owned();
         assert!(id.starts_with("trk_"));
+        for f in ["name", "host", "port", "transport", "username", "realm", "from_domain", "max_concurrent_calls", "created_at", "updated_at"] {
+            assert!(t.body.get(f).is_some(), "{f} in {}", t.text);
+        }
+        assert!(t.body.get("password").is_none());
         let list = srv.get("/sip-trunks").await;
         assert_eq!(list.body.as_array().unwrap().len(), 1);
         assert!(!list.text.contains("s3cret-pass"));
+        assert!(list.body[0].get("password").is_none());
+        let one = srv.get(&format!("/sip-trunks/{id}")).await;
+        assert_eq!(one.status, StatusCode::OK);
+        assert_eq!(one.body, t.body);
+        assert_eq!(srv.get(&format!("/sip-trunks/{}", &id[4..])).await.body, t.body, "bare UUID");
+        let r = srv.get("/sip-trunks/pn_550e8400-e29b-41d4-a716-446655440000").await;
+        assert_eq!(r.assert_error(400, "invalid_id_format").as_deref(), Some("sip_trunk_id"));
+        srv.get("/sip-trunks/trk_550e8400-e29b-41d4-a716-446655440000").await.assert_error(404, "not_found");
         let p = srv.call(Method::PATCH, &format!("/sip-trunks/{id}"), Some(json!({"port": 5080, "password": null}))).await;
         assert_eq!(p.status, StatusCode::OK, "{}", p.text);
         assert_eq!(p.body["port"], 5080);
         assert_eq!(p.body["has_password"], false);
         assert_eq!(p.body["username"], "alice");
+        assert_eq!(p.body["max_concurrent_calls"], 10);
+        assert!(!p.text.contains("s3cret-pass"));
+        let p = srv.call(Method::PATCH, &format!("/sip-trunks/{id}"), Some(json!({"password": "n3w-pass", "realm": "example.com"}))).await;
+        assert_eq!(p.body["has_password"], true);
+        assert_eq!(p.body["realm"], "example.com");
+        assert!(!p.text.contains("n3w-pass"));
+        let p = srv.call(Method::PATCH, &format!("/sip-trunks/{id}"), Some(json!({"realm": null, "max_concurrent_calls": null}))).await;
+        assert!(p.body["realm"].is_null() && p.body["max_concurrent_calls"].is_null(), "{}", p.text);
+        assert_eq!(p.body["has_password"], true, "untouched when absent");
+        for (body, param) in [(json!({"transport": "tls"}), "transport"), (json!({"port": 70000}), "port"),
+                              (json!({"host": ""}), "host"), (json!({"name": "  "}), "name")] {
+            let r = srv.call(Method::PATCH, &format!("/sip-trunks/{id}"), Some(body)).await;
+            assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some(param));
+        }
+        assert_eq!(srv.get(&format!("/sip-trunks/{id}")).await.body["port"], 5080, "failed patches change nothing");
         for (body, param) in [(json!({"name": "x", "host": "h", "transport": "tls"}), "transport"),
                               (json!({"name": "x", "host": "h", "port": 0}), "port"),
                               (json!({"name": "x", "host": ""}), "host"),
@@ -131,6 +223,14 @@ both_backends! {
             assert_eq!(srv.post("/sip-trunks", body).await.assert_error(422, "validation_error").as_deref(), Some(param));
         }
         srv.post("/sip-trunks", json!({"name": "carrier", "host": "h"})).await.assert_error(409, "already_exists");
+        let other_trunk = srv.post("/sip-trunks", json!({"name": "other", "host": "h"})).await;
+        assert_eq!(other_trunk.status, StatusCode::CREATED);
+        srv.call(Method::PATCH, &format!("/sip-trunks/{}", other_trunk.body["id"].as_str().unwrap()), Some(json!({"name": "carrier"}))).await
+            .assert_error(409, "already_exists");
+        // Names are unique per organization only.
+        let elsewhere = srv.new_org("Elsewhere").await;
+        let theirs = srv.call_as(&Cred::Key(elsewhere.key.clone()), Method::POST, "/sip-trunks", Some(json!({"name": "carrier", "host": "h"}))).await;
+        assert_eq!(theirs.status, StatusCode::CREATED, "{}", theirs.text);
         let n = srv.post("/phone-numbers", json!({"number": "+15550002000", "sip_trunk_id": id})).await;
         assert_eq!(n.status, StatusCode::CREATED);
         srv.call(Method::DELETE, &format!("/sip-trunks/{id}"), None).await.assert_error(409, "invalid_state");
@@ -139,6 +239,11 @@ both_backends! {
         assert_eq!(d.status, StatusCode::OK);
         assert_eq!(d.body, json!({}));
         srv.get(&format!("/sip-trunks/{spare}")).await.assert_error(404, "not_found");
+        srv.call(Method::DELETE, &format!("/sip-trunks/{spare}"), None).await.assert_error(404, "not_found");
+        // Once its number is gone, the first trunk may go too.
+        let n_id = n.body["id"].as_str().unwrap();
+        assert_eq!(srv.call(Method::DELETE, &format!("/phone-numbers/{n_id}"), None).await.status, StatusCode::OK);
+        assert_eq!(srv.call(Method::DELETE, &format!("/sip-trunks/{id}"), None).await.status, StatusCode::OK);
     }
 
     async fn phone_numbers_crud_and_default_caller_id(srv: TestServer) {
@@ -154,9 +259,32 @@ both_backends! {
         assert_eq!(first.status, StatusCode::CREATED);
         assert_eq!(first.body["is_default_outbound"], true, "the first number is the default");
         assert!(first.body["id"].as_str().unwrap().starts_with("pn_"));
-        let second = srv.post("/phone-numbers", json!({"number": "+15550003001", "sip_trunk_id": trunk})).await;
+        for f in ["id", "number", "sip_trunk_id", "is_default_outbound", "inbound_agent", "created_at", "updated_at"] {
+            assert!(first.body.get(f).is_some(), "{f} in {}", first.text);
+        }
+        assert_eq!(first.body["sip_trunk_id"], trunk.as_str());
+        let second = srv.post("/phone-numbers", json!({"number": "+15550003001", "sip_trunk_id": trunk,
+            "inbound_agent": {"instructions": "Greet the caller."}})).await;
         assert_eq!(second.body["is_default_outbound"], false);
-        srv.post("/phone-numbers", json!({"number": "+15550003001", "sip_trunk_id": trunk})).await.assert_error(409, "already_exists");
+        assert_eq!(second.body["inbound_agent"]["instructions"], "Greet the caller.");
+        let r = srv.post("/phone-numbers", json!({"number": "+15550003001", "sip_trunk_id": trunk, "is_default_outbound": true})).await;
+        assert_eq!(r.assert_error(409, "already_exists").as_deref(), Some("number"));
+        let first_id = first.body["id"].as_str().unwrap().to_owned();
+        assert_eq!(srv.get(&format!("/phone-numbers/{first_id}")).await.body["is_default_outbound"], true,
+            "a refused create leaves the default alone");
+        // Numbers are unique across organizations (inbound calls are routed by number).
+        let elsewhere = srv.new_org("Elsewhere").await;
+        let their_trunk = srv.call_as(&Cred::Key(elsewhere.key.clone()), Method::POST, "/sip-trunks", Some(json!({"name": "t", "host": "h"}))).await;
+        srv.call_as(&Cred::Key(elsewhere.key.clone()), Method::POST, "/phone-numbers",
+            Some(json!({"number": "+15550003000", "sip_trunk_id": their_trunk.body["id"]}))).await
+            .assert_error(409, "already_exists");
+        let theirs = srv.call_as(&Cred::Key(elsewhere.key.clone()), Method::POST, "/phone-numbers",
+            Some(json!({"number": "+15550003999", "sip_trunk_id": their_trunk.body["id"]}))).await;
+        assert_eq!(theirs.body["is_default_outbound"], true, "their first number is their default");
+        assert_eq!(srv.get(&format!("/phone-numbers/{first_id}")).await.body["is_default_outbound"], true, "ours is untouched");
+        let r = srv.get("/phone-numbers/trk_550e8400-e29b-41d4-a716-446655440000").await;
+        assert_eq!(r.assert_error(400, "invalid_id_format").as_deref(), Some("phone_number_id"));
+        assert_eq!(srv.get(&format!("/phone-numbers/{}", &first_id[3..])).await.body["number"], "+15550003000", "bare UUID");
 
         let c = srv.create_call(json!({"to_number": "+14155552671"})).await;
         assert_eq!(c["from_number"], "+15550003000");
@@ -170,9 +298,82 @@ both_backends! {
         assert_eq!(first_now.body["is_default_outbound"], false, "one default per organization");
         assert_eq!(srv.create_call(json!({"to_number": "+14155552671"})).await["from_number"], "+15550003001");
 
+        // A third number created as the default takes over from the second.
+        let third = srv.post("/phone-numbers", json!({"number": "+15550003002", "sip_trunk_id": trunk, "is_default_outbound": true})).await;
+        assert_eq!(third.status, StatusCode::CREATED, "{}", third.text);
+        let defaults: Vec<_> = srv.get("/phone-numbers").await.body.as_array().unwrap().iter()
+            .filter(|n| n["is_default_outbound"] == true).map(|n| n["number"].clone()).collect();
+        assert_eq!(defaults, vec![json!("+15550003002")]);
+        let third_id = third.body["id"].as_str().unwrap().to_owned();
+
+        // PATCH: inbound_agent set and cleared, the trunk checked.
+        let p = srv.call(Method::PATCH, &format!("/phone-numbers/{second_id}"), Some(json!({"inbound_agent": null}))).await;
+        assert!(p.body["inbound_agent"].is_null(), "{}", p.text);
+        let r = srv.call(Method::PATCH, &format!("/phone-numbers/{second_id}"), Some(json!({"sip_trunk_id": "trk_550e8400-e29b-41d4-a716-446655440000"}))).await;
+        assert_eq!(r.assert_error(404, "not_found").as_deref(), Some("sip_trunk_id"));
+        let r = srv.call(Method::PATCH, &format!("/phone-numbers/{second_id}"), Some(json!({"sip_trunk_id": "pn_550e8400-e29b-41d4-a716-446655440000"}))).await;
+        assert_eq!(r.assert_error(400, "invalid_id_format").as_deref(), Some("sip_trunk_id"));
+        let trunk2 = srv.post("/sip-trunks", json!({"name": "t2", "host": "127.0.0.2"})).await.body["id"].as_str().unwrap().to_owned();
+        let p = srv.call(Method::PATCH, &format!("/phone-numbers/{second_id}"), Some(json!({"sip_trunk_id": trunk2}))).await;
+        assert_eq!(p.body["sip_trunk_id"], trunk2.as_str());
+        // A number that is not the organization's cannot be the caller ID.
+        let r = srv.post("/calls", json!({"to_number": "+14155552671", "from_number": "+15550003999"})).await;
+        assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("from_number"));
+
         let d = srv.call(Method::DELETE, &format!("/phone-numbers/{second_id}"), None).await;
         assert_eq!(d.status, StatusCode::OK);
-        assert_eq!(srv.get("/phone-numbers").await.body.as_array().unwrap().len(), 1);
+        assert_eq!(d.body, json!({}));
+        srv.get(&format!("/phone-numbers/{second_id}")).await.assert_error(404, "not_found");
+        srv.call(Method::DELETE, &format!("/phone-numbers/{second_id}"), None).await.assert_error(404, "not_found");
+        let left: Vec<_> = srv.get("/phone-numbers").await.body.as_array().unwrap().iter().map(|n| n["id"].clone()).collect();
+        assert_eq!(left, vec![json!(first_id), json!(third_id)], "oldest first");
+        // The deleted number is no caller ID any more.
+        let r = srv.post("/calls", json!({"to_number": "+14155552671", "from_number": "+15550003001"})).await;
+        assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("from_number"));
+    }
+
+    async fn concurrent_upserts_of_one_load_make_one_load(srv: TestServer) {
+        let posts = (0..32).map(|i| {
+            let mut body = load_body("RACE-1");
+            body["weight"] = json!(i);
+            async move { srv.post("/loads", body).await }
+        });
+        let answers = futures_join_all(posts).await;
+        for r in &answers {
+            assert!(r.status == StatusCode::CREATED || r.status == StatusCode::OK, "{} {}", r.status, r.text);
+        }
+        let created = answers.iter().filter(|r| r.body["operation"] == "created").count();
+        assert_eq!(created, 1, "exactly one create");
+        let ids: std::collections::HashSet<_> = answers.iter().map(|r| r.body["load_id"].to_string()).collect();
+        assert_eq!(ids.len(), 1, "one load: {ids:?}");
+        assert_eq!(srv.get("/loads").await.body["pagination"]["total_count"], 1);
+    }
+
+    async fn one_default_number_even_under_concurrent_writes(srv: TestServer) {
+        let trunk = srv.post("/sip-trunks", json!({"name": "t", "host": "127.0.0.1"})).await.body["id"].as_str().unwrap().to_owned();
+        let creates = (0..16).map(|i| {
+            let trunk = trunk.clone();
+            async move {
+                srv.post("/phone-numbers", json!({"number": format!("+1555000600{i}"), "sip_trunk_id": trunk})).await
+            }
+        });
+        let made = futures_join_all(creates).await;
+        let ids: Vec<String> = made.iter().map(|r| {
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+            r.body["id"].as_str().unwrap().to_owned()
+        }).collect();
+        let count_defaults = || async {
+            srv.get("/phone-numbers").await.body.as_array().unwrap().iter()
+                .filter(|n| n["is_default_outbound"] == true).count()
+        };
+        assert_eq!(count_defaults().await, 1, "concurrent first numbers");
+        let patches = ids.iter().map(|id| async move {
+            srv.call(Method::PATCH, &format!("/phone-numbers/{id}"), Some(json!({"is_default_outbound": true}))).await
+        });
+        for r in futures_join_all(patches).await {
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        }
+        assert_eq!(count_defaults().await, 1, "concurrent default switches");
     }
 }
 
@@ -207,4 +408,30 @@ async fn config_file_seeds_trunks_and_numbers() {
         "+15550004000"
     );
     srv.stop().await;
+}
+
+/// Runs futures concurrently on this task (no extra dependency needed).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in pinned.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(|v| v.expect("ready")).collect()
 }

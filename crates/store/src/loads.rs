@@ -5,8 +5,10 @@ use switchyard_domain::id::{LoadId, OrganizationId};
 use switchyard_domain::load::{Load, LoadDetails};
 use switchyard_domain::timefmt;
 
+use crate::orgs::LOCK_ORGANIZATION;
 use crate::{
-    Result, Store, StoreError, conflict_on_unique, on_pool, on_writer, parse_uuid, write_tx,
+    Backend, Result, Store, StoreError, conflict_on_unique, on_pool, on_writer, parse_uuid,
+    write_tx,
 };
 
 const COLUMNS: &str =
@@ -61,7 +63,16 @@ impl Store {
         let now = timefmt::now_ms();
         let details_text = details_json(details)?;
         let org_text = org.uuid().to_string();
+        let postgres = self.backend() == Backend::Postgres;
         let (id, outcome) = write_tx!(self, |tx| {
+            // Two concurrent upserts of a new load would both find nothing
+            // and both insert (the second failing as a duplicate).
+            if postgres {
+                sqlx::query(LOCK_ORGANIZATION)
+                    .bind(&org_text)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let existing: Option<String> = sqlx::query_scalar(
                 "SELECT id FROM loads WHERE organization_id = $1 AND load_number = $2",
             )

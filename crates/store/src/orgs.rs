@@ -7,6 +7,14 @@ use switchyard_domain::{Role, timefmt};
 
 use crate::{Result, Store, StoreError, conflict_on_unique, on_pool, on_writer, parse_uuid};
 
+/// PostgreSQL only: locks an organization's row until the transaction ends,
+/// so that read-then-write transactions of one organization (load upserts,
+/// the choice of its one default number) take turns, as SQLite writers
+/// always do. `NO KEY UPDATE` does not block the key-share locks that
+/// foreign keys take, so inserts elsewhere in the organization go on.
+pub(crate) const LOCK_ORGANIZATION: &str =
+    "SELECT id FROM organizations WHERE id = $1 FOR NO KEY UPDATE";
+
 #[derive(FromRow)]
 struct OrgRow {
     id: String,

@@ -5,9 +5,10 @@ use switchyard_domain::id::{OrganizationId, PhoneNumberId, SipTrunkId};
 use switchyard_domain::model::{PhoneNumber, SipTrunk};
 use switchyard_domain::timefmt;
 
+use crate::orgs::LOCK_ORGANIZATION;
 use crate::{
-    Result, Store, StoreError, conflict_on_unique, on_pool, on_writer, parse_json, parse_uuid,
-    write_tx,
+    Backend, Result, Store, StoreError, conflict_on_unique, on_pool, on_writer, parse_json,
+    parse_uuid, write_tx,
 };
 
 const TRUNK_COLUMNS: &str = "id, organization_id, name, host, port, transport, username, password, realm, \
@@ -301,7 +302,16 @@ impl Store {
         let sql = format!(
             "INSERT INTO phone_numbers ({NUMBER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         );
+        let postgres = self.backend() == Backend::Postgres;
         write_tx!(self, |tx| {
+            // Without the lock, two concurrent transactions each clear the
+            // defaults they can see and both insert a default.
+            if postgres && new.is_default_outbound {
+                sqlx::query(LOCK_ORGANIZATION)
+                    .bind(&org_text)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             if new.is_default_outbound {
                 sqlx::query(
                     "UPDATE phone_numbers SET is_default_outbound = $1 WHERE organization_id = $2",
@@ -370,13 +380,24 @@ impl Store {
             .is_default_outbound
             .unwrap_or(current.is_default_outbound);
         let inbound_agent = patch.inbound_agent.unwrap_or(current.inbound_agent);
+        let postgres = self.backend() == Backend::Postgres;
+        let id_text = id.uuid().to_string();
         write_tx!(self, |tx| {
-            if is_default && !current.is_default_outbound {
+            // `current` may be stale: clear the others whenever this one is
+            // to be the default, not only when it was not the default before.
+            if is_default {
+                if postgres {
+                    sqlx::query(LOCK_ORGANIZATION)
+                        .bind(&org_text)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 sqlx::query(
-                    "UPDATE phone_numbers SET is_default_outbound = $1 WHERE organization_id = $2",
+                    "UPDATE phone_numbers SET is_default_outbound = $1 WHERE organization_id = $2 AND id <> $3",
                 )
                 .bind(false)
                 .bind(&org_text)
+                .bind(&id_text)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -389,7 +410,7 @@ impl Store {
             .bind(inbound_agent.as_ref().map(|a| a.to_string()))
             .bind(timefmt::now_ms())
             .bind(&org_text)
-            .bind(id.uuid().to_string())
+            .bind(&id_text)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

@@ -431,3 +431,64 @@ macro_rules! both_backends {
         }
     };
 }
+
+const B64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Base64url without padding (as JWTs use it).
+pub fn b64url_encode(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(B64URL[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// Decodes base64url without padding; panics on anything else.
+pub fn b64url_decode(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes() {
+        let v = B64URL
+            .iter()
+            .position(|&a| a == c)
+            .expect("base64url character") as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// A phone number with a trunk of its own for another organization, through its key.
+pub async fn route_for(srv: &TestServer, key: &str, number: &str) -> Value {
+    let cred = Cred::Key(key.to_owned());
+    let t = srv
+        .call_as(
+            &cred,
+            Method::POST,
+            "/sip-trunks",
+            Some(json!({"name": format!("trunk-{number}"), "host": "127.0.0.1", "port": 5070})),
+        )
+        .await;
+    assert_eq!(t.status, StatusCode::CREATED, "{}", t.body);
+    let n = srv
+        .call_as(
+            &cred,
+            Method::POST,
+            "/phone-numbers",
+            Some(json!({"number": number, "sip_trunk_id": t.body["id"]})),
+        )
+        .await;
+    assert_eq!(n.status, StatusCode::CREATED, "{}", n.body);
+    n.body
+}
