@@ -15,11 +15,13 @@ pub struct ErrorEnvelope {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable: validation_error, not_authenticated, insufficient_permissions, not_found,
-    /// already_exists, rate_limit_exceeded, internal_error, invalid_id_format, call_not_live,
-    /// invalid_state, conflict, no_route, payload_too_large.
+    /// method_not_allowed, already_exists, rate_limit_exceeded, internal_error, invalid_id_format,
+    /// call_not_live, invalid_state, conflict, no_route, payload_too_large.
     pub code: String,
     pub message: String,
-    /// The request parameter at fault, e.g. `stops[0].location.city`.
+    /// The request parameter at fault, e.g. `stops[0].location.city`; always present, `null`
+    /// when no single parameter is at fault.
+    #[schema(required = true)]
     pub param: Option<String>,
 }
 

@@ -9,8 +9,12 @@
 //! Inbound calls start at RINGING. Terminal states are never left; an
 //! illegal transition is an error value, never a silent overwrite.
 
+// `$text` is a `tt`, not a `literal`: a `literal` fragment reaches derive
+// macros wrapped in an invisible group, which utoipa's serde-attribute reader
+// skips, so the OpenAPI enum showed the variant names (`InProgress`) instead
+// of the wire values (`IN_PROGRESS`).
 macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:tt),* $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize, ::utoipa::ToSchema)]
         pub enum $name {

@@ -39,6 +39,34 @@ both_backends! {
         assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("driver.first_name"));
         let r = srv.post("/loads", json!({"load_number": "L", "equipment_type": "VAN", "stops": [{}, {}], "po_numbers": ["a", 2]})).await;
         assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("po_numbers[1]"));
+        let r = srv.post("/loads", json!({"load_number": "L", "equipment_type": "VAN", "stops": [5, {}]})).await;
+        assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("stops[0]"));
+        let r = srv.post("/loads", json!({"load_number": "L", "equipment_type": "VAN", "stops": "two"})).await;
+        assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("stops"));
+
+        // The same on PATCH, and on the long path form.
+        let load = srv.post("/loads", json!({"load_number": "EDGE", "equipment_type": "VAN", "stops": [{}, {}]})).await;
+        assert_eq!(load.status, StatusCode::CREATED, "{}", load.text);
+        let load_path = format!("/api/v1/loads/{}", load.body["load_id"].as_str().unwrap());
+        let r = srv.call(Method::PATCH, &load_path, Some(json!({"stops": [{}, 7]}))).await;
+        assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("stops[1]"));
+        let r = srv.call(Method::PATCH, &load_path, Some(json!({"weight": "heavy"}))).await;
+        assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("weight"));
+        let r = srv.raw(srv.http.patch(format!("{}{load_path}", srv.base)).header("X-API-Key", &srv.api_key)
+            .header("Content-Type", "text/plain").body("{}")).await;
+        r.assert_error(415, "validation_error");
+
+        // Path parameters: a malformed ID names the parameter; another kind's prefix is 400.
+        let r = srv.get("/calls/not-an-id").await;
+        assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("call_id"));
+        let r = srv.get("/api/v1/loads/call_550e8400-e29b-41d4-a716-446655440000").await;
+        assert_eq!(r.assert_error(400, "invalid_id_format").as_deref(), Some("load_id"));
+        // Unknown query values name the parameter.
+        let r = srv.get("/calls?page=zero").await;
+        assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("page"));
+        // No credentials: the envelope too.
+        let r = srv.raw(srv.http.get(format!("{}/calls", srv.base))).await;
+        r.assert_error(401, "not_authenticated");
     }
 
     async fn both_path_forms_answer(srv: TestServer) {
@@ -54,6 +82,27 @@ both_backends! {
             assert_eq!(short.status, StatusCode::OK, "{path}: {}", short.text);
             assert_eq!(short.body, long.body, "{path}");
         }
+
+        // Writes answer under both forms too.
+        let r = srv.call(Method::PATCH, &format!("/loads/{load_id}"), Some(json!({"weight": 100}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let r = srv.call(Method::PATCH, &format!("/api/v1/loads/{load_id}"), Some(json!({"weight": 200}))).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(srv.get(&format!("/loads/{load_id}")).await.body["weight"].as_f64(), Some(200.0));
+        let r = srv.post(&format!("/api/v1/calls/{id}/end"), json!({})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.body["call_id"], id);
+        let r = srv.post(&format!("/calls/{id}/end"), json!({})).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let long = srv.post("/api/v1/calls", json!({"to_number": "+14155552672"})).await;
+        assert_eq!(long.status, StatusCode::CREATED, "{}", long.text);
+        let t = srv.post("/api/v1/sip-trunks", json!({"name": "second", "host": "127.0.0.1", "port": 5071})).await;
+        assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
+        let trunk = t.body["id"].as_str().unwrap();
+        assert_eq!(srv.get(&format!("/sip-trunks/{trunk}")).await.body, srv.get(&format!("/api/v1/sip-trunks/{trunk}")).await.body);
+        let r = srv.call(Method::DELETE, &format!("/api/v1/sip-trunks/{trunk}"), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        srv.get(&format!("/sip-trunks/{trunk}")).await.assert_error(404, "not_found");
     }
 }
 
@@ -97,12 +146,175 @@ async fn request_ids_health_metrics_and_docs() {
         m.text
     );
 
-    let docs = srv.raw(srv.http.get(format!("{}/docs/", srv.base))).await;
-    assert_eq!(docs.status, StatusCode::OK);
+    // Swagger UI from vendored assets (the test machine reaches no CDN);
+    // reqwest follows the redirect from /docs to /docs/.
+    for path in ["/docs/", "/docs"] {
+        let docs = srv.raw(srv.http.get(format!("{}{path}", srv.base))).await;
+        assert_eq!(docs.status, StatusCode::OK, "{path}");
+        assert!(
+            docs.header("content-type")
+                .is_some_and(|c| c.starts_with("text/html")),
+            "{path}: {:?}",
+            docs.headers
+        );
+        assert!(
+            docs.text.to_lowercase().contains("swagger"),
+            "Swagger UI page"
+        );
+    }
+    for asset in [
+        "swagger-ui.css",
+        "swagger-ui-bundle.js",
+        "swagger-initializer.js",
+    ] {
+        let a = srv
+            .raw(srv.http.get(format!("{}/docs/{asset}", srv.base)))
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{asset}");
+        assert!(!a.text.is_empty(), "{asset}");
+    }
+    let init = srv
+        .raw(
+            srv.http
+                .get(format!("{}/docs/swagger-initializer.js", srv.base)),
+        )
+        .await;
     assert!(
-        docs.text.to_lowercase().contains("swagger"),
-        "Swagger UI page"
+        init.text.contains("/api/v1/openapi.json"),
+        "the UI loads the served document: {}",
+        init.text
     );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let Some(srv) = TestServer::start_with(Backend::Sqlite, |c| {
+        c.rate_limit_per_second = 1;
+        c.rate_limit_burst = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let url = |path: &str| format!("{}{path}", srv.base);
+    let key = srv.api_key.clone();
+    let big = "x".repeat(1024 * 1024 + 10);
+    let requests: Vec<(u16, reqwest::RequestBuilder)> = vec![
+        (200, srv.http.get(url("/healthz"))),
+        (200, srv.http.get(url("/readyz"))),
+        (200, srv.http.get(url("/metrics"))),
+        (200, srv.http.get(url("/api/v1/openapi.json"))),
+        (200, srv.http.get(url("/docs/"))),
+        (401, srv.http.get(url("/calls"))),
+        (404, srv.http.get(url("/nope"))),
+        (
+            405,
+            srv.http.delete(url("/calls")).header("X-API-Key", &key),
+        ),
+        (
+            415,
+            srv.http
+                .post(url("/calls"))
+                .header("X-API-Key", &key)
+                .header("Content-Type", "text/plain")
+                .body("{}"),
+        ),
+        (
+            413,
+            srv.http
+                .post(url("/calls"))
+                .header("X-API-Key", &key)
+                .header("Content-Type", "application/json")
+                .body(format!("{{\"metadata\":\"{big}\"}}")),
+        ),
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for (status, req) in requests {
+        let r = srv.raw(req).await;
+        let what = format!("{status}: {}", r.text.chars().take(200).collect::<String>());
+        assert_eq!(r.status.as_u16(), status, "{what}");
+        let id = r
+            .header("x-request-id")
+            .unwrap_or_else(|| panic!("no x-request-id on {what}"));
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "a generated UUID: {id}");
+        assert!(seen.insert(id.to_owned()), "request IDs are unique: {id}");
+    }
+    // Echoed on a failure too, and on a 429 from the rate limiter.
+    let mut limited = false;
+    for i in 0..10 {
+        let r = srv
+            .raw(
+                srv.http
+                    .get(url("/calls"))
+                    .header("X-API-Key", &key)
+                    .header("X-Request-Id", format!("client-{i}")),
+            )
+            .await;
+        assert_eq!(
+            r.header("x-request-id"),
+            Some(format!("client-{i}").as_str())
+        );
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            r.assert_error(429, "rate_limit_exceeded");
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "the limiter answered 429");
+    srv.stop().await;
+}
+
+/// Sends a chunked (no `Content-Length`) JSON body over a raw
+/// connection (`{"metadata":"xxx…"}` with `len` x's); returns the status
+/// line and the body of the answer.
+fn post_chunked(addr: std::net::SocketAddr, key: &str, len: usize) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST /calls HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {key}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let body = format!("{{\"metadata\":\"{}\"}}", "x".repeat(len)).into_bytes();
+    for chunk in body.chunks(16 * 1024) {
+        // The server may answer (and stop reading) once the limit is passed.
+        if s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .and_then(|_| s.write_all(chunk))
+            .and_then(|_| s.write_all(b"\r\n"))
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.lines().next().unwrap_or_default().to_owned();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_413() {
+    let Some(srv) = TestServer::start(Backend::Sqlite).await else {
+        return;
+    };
+    let addr = srv.server.as_ref().unwrap().addr;
+    let key = srv.api_key.clone();
+    let (status, body) =
+        tokio::task::spawn_blocking(move || post_chunked(addr, &key, 1024 * 1024 + 64 * 1024))
+            .await
+            .unwrap();
+    assert!(status.contains(" 413 "), "{status}: {body}");
+    assert!(body.contains("payload_too_large"), "{body}");
     srv.stop().await;
 }
 

@@ -41,7 +41,7 @@ const EXPECTED: &[(&str, &str)] = &[
 fn operations(doc: &Value) -> BTreeSet<(String, String)> {
     let mut ops = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
-        for method in ["get", "post", "put", "patch", "delete"] {
+        for method in METHODS {
             if item.get(method).is_some() {
                 ops.insert((method.to_owned(), path.clone()));
             }
@@ -77,6 +77,11 @@ async fn the_document_lists_exactly_the_routes_served() {
         doc["openapi"].as_str().unwrap().starts_with("3.1"),
         "OpenAPI 3.1"
     );
+    assert_eq!(
+        doc,
+        serde_json::to_value(switchyard_api::openapi()).unwrap(),
+        "the served document is the generated one"
+    );
     let ops = operations(&doc);
     let expected: BTreeSet<_> = EXPECTED
         .iter()
@@ -84,38 +89,58 @@ async fn the_document_lists_exactly_the_routes_served() {
         .collect();
     assert_eq!(ops, expected, "documented operations");
 
-    // Every documented operation is served (under both forms), never the fallback.
-    let token = srv.owner_token().await;
-    for (method, path) in &ops {
-        let concrete: String = path
-            .split('/')
-            .map(
-                |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    Some(param) => sample_id(param),
-                    None => seg.to_owned(),
-                },
-            )
-            .collect::<Vec<_>>()
-            .join("/");
-        for prefix in ["", "/api/v1"] {
-            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let req = srv
-                .http
-                .request(m, format!("{}{prefix}{concrete}", srv.base))
-                .bearer_auth(&token)
-                .json(&serde_json::json!({}));
-            let r = srv.raw(req).await;
-            let fallback = r.status == StatusCode::METHOD_NOT_ALLOWED
-                || (r.status == StatusCode::NOT_FOUND
-                    && r.body["error"]["message"] == "No such route.");
-            assert!(
-                !fallback,
-                "{method} {prefix}{concrete} is documented but not routed: {}",
-                r.text
-            );
+    // Every documented operation is served (under both forms), never the
+    // fallback; every other method on a documented path is 405.
+    let paths: BTreeSet<&String> = ops.iter().map(|(_, p)| p).collect();
+    for path in paths {
+        let concrete = concrete_path(path);
+        for method in METHODS {
+            let documented = ops.contains(&(method.to_string(), path.clone()));
+            for prefix in ["", "/api/v1"] {
+                let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+                let req = srv
+                    .http
+                    .request(m, format!("{}{prefix}{concrete}", srv.base))
+                    .header("X-API-Key", &srv.api_key)
+                    .json(&serde_json::json!({}));
+                let r = srv.raw(req).await;
+                let what = format!("{method} {prefix}{concrete}");
+                if documented {
+                    let fallback = r.status == StatusCode::METHOD_NOT_ALLOWED
+                        || (r.status == StatusCode::NOT_FOUND
+                            && r.body["error"]["message"] == "No such route.");
+                    assert!(!fallback, "{what} is documented but not routed: {}", r.text);
+                } else {
+                    r.assert_error(405, "method_not_allowed");
+                }
+            }
         }
     }
     srv.stop().await;
+}
+
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+/// The path with each `{param}` replaced by an ID of the right kind.
+fn concrete_path(path: &str) -> String {
+    path.split('/')
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(param) => sample_id(param),
+                None => seg.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn enum_values(schemas: &Value, name: &str) -> Vec<String> {
+    schemas[name]["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name} is an enum: {}", schemas[name]))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test]
@@ -149,13 +174,45 @@ async fn the_document_describes_schemas_params_errors_and_security() {
     ] {
         assert!(call.get(f).is_some(), "Call.{f} documented");
     }
-    let statuses: BTreeSet<_> = schemas["CallStatus"]["enum"]
-        .as_array()
-        .expect("CallStatus enum")
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(statuses.len(), 10, "{statuses:?}");
+    assert_eq!(call["status"]["$ref"], "#/components/schemas/CallStatus");
+    // The values as they are on the wire, not the Rust variant names.
+    assert_eq!(
+        enum_values(schemas, "CallStatus"),
+        [
+            "SCHEDULED",
+            "QUEUED",
+            "DIALING",
+            "RINGING",
+            "IN_PROGRESS",
+            "COMPLETED",
+            "NO_ANSWER",
+            "BUSY",
+            "FAILED",
+            "CANCELED"
+        ]
+    );
+    assert_eq!(
+        enum_values(schemas, "CallDirection"),
+        ["INBOUND", "OUTBOUND"]
+    );
+    assert_eq!(
+        enum_values(schemas, "RecordingStatus"),
+        ["RECORDING", "PROCESSING", "AVAILABLE", "FAILED", "DELETED"]
+    );
+    assert_eq!(
+        enum_values(schemas, "AnsweredBy"),
+        ["HUMAN", "MACHINE", "UNKNOWN"]
+    );
+    assert!(enum_values(schemas, "EquipmentType").contains(&"STEP_DECK".to_owned()));
+    for (name, schema) in schemas.as_object().unwrap() {
+        for v in schema["enum"].as_array().into_iter().flatten() {
+            let v = v.as_str().unwrap_or_default();
+            assert!(
+                !v.chars().any(|c| c.is_ascii_lowercase()),
+                "{name}: {v} is a variant name, not a wire value"
+            );
+        }
+    }
     let list = &doc["paths"]["/calls"]["get"];
     let params: BTreeSet<_> = list["parameters"]
         .as_array()
@@ -191,9 +248,73 @@ async fn the_document_describes_schemas_params_errors_and_security() {
             "{code} uses the envelope: {r}"
         );
     }
+    // The envelope: `param` is always there (null when no parameter is at fault).
+    assert_eq!(
+        schemas["ErrorEnvelope"]["properties"]["error"]["$ref"],
+        "#/components/schemas/ErrorBody"
+    );
+    let body = &schemas["ErrorBody"];
+    for f in ["code", "message", "param"] {
+        assert!(body["properties"].get(f).is_some(), "ErrorBody.{f}");
+        assert!(
+            body["required"]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from(f)),
+            "ErrorBody.{f} required: {body}"
+        );
+    }
+
     let security = &doc["components"]["securitySchemes"];
+    assert_eq!(security["bearer"]["type"], "http");
     assert_eq!(security["bearer"]["scheme"], "bearer");
+    assert_eq!(security["api_key"]["type"], "apiKey");
+    assert_eq!(security["api_key"]["in"], "header");
     assert_eq!(security["api_key"]["name"], "X-API-Key");
+
+    // Every operation: the error responses with the envelope, and its security.
+    for (method, path) in operations(&doc) {
+        let op = &doc["paths"][&path][&method];
+        for code in ["401", "403", "404", "422", "429"] {
+            let schema_ref = op["responses"][code]["content"]["application/json"]["schema"]["$ref"]
+                .as_str()
+                .unwrap_or_default();
+            assert_eq!(
+                schema_ref, "#/components/schemas/ErrorEnvelope",
+                "{method} {path} {code}"
+            );
+        }
+        let schemes: BTreeSet<String> = op["security"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|req| req.as_object().unwrap().keys().cloned())
+            .collect();
+        let want: &[&str] = if path == "/auth/login" {
+            &[]
+        } else if path.starts_with("/api-keys") {
+            // API keys are managed with a user's bearer token only.
+            &["bearer"]
+        } else {
+            &["api_key", "bearer"]
+        };
+        let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+        assert_eq!(schemes, want, "{method} {path} security");
+        for param in path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+        {
+            let documented = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["name"] == param && p["in"] == "path" && p["required"] == true);
+            assert!(
+                documented,
+                "{method} {path} documents path parameter {param}"
+            );
+        }
+    }
 }
 
 #[test]
