@@ -8,9 +8,11 @@
 //! - [`dtmf`]: RFC 4733 telephone-events, sending and receiving.
 //! - [`jitter`]: an adaptive jitter buffer with loss concealment.
 //! - [`rtcp`]: reception statistics, sender and receiver reports.
+//! - [`recorder`]: the live stereo WAV recording of a call.
 
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+pub mod recorder;
 pub mod rtcp;
 pub mod rtp;
