@@ -9,6 +9,7 @@
 //! - [`jitter`]: an adaptive jitter buffer with loss concealment.
 //! - [`rtcp`]: reception statistics, sender and receiver reports.
 //! - [`recorder`]: the live stereo WAV recording of a call.
+//! - [`session`]: one call leg's media (all of the above, per datagram and per tick).
 
 pub mod dtmf;
 pub mod g711;
@@ -16,3 +17,4 @@ pub mod jitter;
 pub mod recorder;
 pub mod rtcp;
 pub mod rtp;
+pub mod session;
