@@ -231,6 +231,7 @@ async fn measure(args: &ApiBenchArgs, server: &RunningServer, dir: &Path) -> any
             ring_timeout_seconds: 30,
             max_duration_seconds: 1800,
             sip_trunk_id: None,
+            claimed_by: None,
         })
         .collect();
     let ids = services.store.insert_calls_for_benchmark(&calls).await?;

@@ -227,6 +227,7 @@ impl Services {
             ring_timeout_seconds: ring_timeout,
             max_duration_seconds: max_duration,
             sip_trunk_id: Some(route.trunk.id),
+            claimed_by: None,
         };
         let inserted = self
             .store

@@ -10,7 +10,9 @@ use switchyard_domain::{
 
 use crate::events::{NewEvent, insert_event};
 use crate::loads::escape_like;
-use crate::{Bind, Result, Store, StoreError, bind_all, on_pool, parse_json, parse_uuid, write_tx};
+use crate::{
+    Bind, Result, Store, StoreError, bind_all, on_pool, on_writer, parse_json, parse_uuid, write_tx,
+};
 
 macro_rules! select_call {
     () => {
@@ -135,6 +137,8 @@ pub struct NewCall {
     pub ring_timeout_seconds: i64,
     pub max_duration_seconds: i64,
     pub sip_trunk_id: Option<SipTrunkId>,
+    /// The engine process holding the call (inbound calls start held).
+    pub claimed_by: Option<String>,
 }
 
 /// Fields set alongside a status change; `None` leaves a field as it is.
@@ -147,6 +151,8 @@ pub struct CallPatch {
     pub duration_seconds: Option<f64>,
     pub recording_status: Option<RecordingStatus>,
     pub answered_by: Option<AnsweredBy>,
+    /// The engine process that now holds the call's dialog.
+    pub claimed_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,6 +293,70 @@ fn call_event(call: &Call, event_type: EventType, at: i64) -> Result<NewEvent> {
     })
 }
 
+/// The body of a status change inside an open write transaction `$tx`:
+/// compare-and-set on the status, then `call.status_changed` (and
+/// `call.ended` on a terminal status) in the same transaction. Evaluates to
+/// the updated call; returns early with [`StoreError::Stale`] if the status
+/// moved, [`StoreError::NotFound`] if the call is gone. A macro because the
+/// two back-ends' transactions are different types.
+macro_rules! apply_transition {
+    ($tx:ident, $id_text:expr, $expected:expr, $next:expr, $patch:expr, $now:expr) => {{
+        let id_text: &str = $id_text;
+        let expected: CallStatus = $expected;
+        let next: CallStatus = $next;
+        let patch: &CallPatch = $patch;
+        let now: i64 = $now;
+        let updated = sqlx::query(
+            "UPDATE calls SET status = $1, updated_at = $2, \
+             call_start_time = COALESCE($3, call_start_time), call_end_time = COALESCE($4, call_end_time), \
+             failure_reason = COALESCE($5, failure_reason), sip_status = COALESCE($6, sip_status), \
+             duration_seconds = COALESCE($7, duration_seconds), recording_status = COALESCE($8, recording_status), \
+             answered_by = COALESCE($9, answered_by), claimed_by = COALESCE($12, claimed_by), \
+             claimed_at = CASE WHEN $12 IS NULL THEN claimed_at ELSE $2 END \
+             WHERE id = $10 AND status = $11",
+        )
+        .bind(next.as_str())
+        .bind(now)
+        .bind(patch.call_start_time)
+        .bind(patch.call_end_time)
+        .bind(&patch.failure_reason)
+        .bind(patch.sip_status)
+        .bind(patch.duration_seconds)
+        .bind(patch.recording_status.map(|r| r.as_str()))
+        .bind(patch.answered_by.map(|a| a.as_str()))
+        .bind(id_text)
+        .bind(expected.as_str())
+        .bind(&patch.claimed_by)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            let exists: Option<String> = sqlx::query_scalar("SELECT status FROM calls WHERE id = $1")
+                .bind(id_text)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            return Err(if exists.is_some() {
+                StoreError::Stale
+            } else {
+                StoreError::NotFound
+            });
+        }
+        let row: CallRow = sqlx::query_as(SELECT_CALL_BY_ID)
+            .bind(id_text)
+            .fetch_one(&mut *$tx)
+            .await?;
+        let call = row.into_model()?;
+        // A repeated RINGING (180 then 183) changes nothing worth an event.
+        if next != expected {
+            insert_event!($tx, &call_event(&call, EventType::CallStatusChanged, now)?);
+            if next.is_terminal() {
+                insert_event!($tx, &call_event(&call, EventType::CallEnded, now)?);
+            }
+        }
+        call
+    }};
+}
+
 /// The idempotency record of an earlier create.
 #[derive(Debug, Clone)]
 pub struct IdempotencyRecord {
@@ -335,8 +405,8 @@ impl Store {
             sqlx::query(
                 "INSERT INTO calls (id, organization_id, status, call_time, created_at, updated_at, call_direction, \
                  to_number, from_number, call_type, load_id, created_by_id, metadata, agent, record, \
-                 ring_timeout_seconds, max_duration_seconds, sip_trunk_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                 ring_timeout_seconds, max_duration_seconds, sip_trunk_id, claimed_by, claimed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
             )
             .bind(&id_text)
             .bind(&org_text)
@@ -356,6 +426,8 @@ impl Store {
             .bind(new.ring_timeout_seconds)
             .bind(new.max_duration_seconds)
             .bind(new.sip_trunk_id.map(|t| t.uuid().to_string()))
+            .bind(&new.claimed_by)
+            .bind(new.claimed_by.as_ref().map(|_| now))
             .execute(&mut *tx)
             .await?;
             let row: CallRow = sqlx::query_as(SELECT_CALL_BY_ID)
@@ -570,52 +642,7 @@ impl Store {
         let now = timefmt::now_ms();
         let id_text = id.uuid().to_string();
         let call = write_tx!(self, |tx| {
-            let updated = sqlx::query(
-                "UPDATE calls SET status = $1, updated_at = $2, \
-                 call_start_time = COALESCE($3, call_start_time), call_end_time = COALESCE($4, call_end_time), \
-                 failure_reason = COALESCE($5, failure_reason), sip_status = COALESCE($6, sip_status), \
-                 duration_seconds = COALESCE($7, duration_seconds), recording_status = COALESCE($8, recording_status), \
-                 answered_by = COALESCE($9, answered_by) \
-                 WHERE id = $10 AND status = $11",
-            )
-            .bind(next.as_str())
-            .bind(now)
-            .bind(patch.call_start_time)
-            .bind(patch.call_end_time)
-            .bind(&patch.failure_reason)
-            .bind(patch.sip_status)
-            .bind(patch.duration_seconds)
-            .bind(patch.recording_status.map(|r| r.as_str()))
-            .bind(patch.answered_by.map(|a| a.as_str()))
-            .bind(&id_text)
-            .bind(expected.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated == 0 {
-                let exists: Option<String> =
-                    sqlx::query_scalar("SELECT status FROM calls WHERE id = $1")
-                        .bind(&id_text)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                return Err(if exists.is_some() {
-                    StoreError::Stale
-                } else {
-                    StoreError::NotFound
-                });
-            }
-            let row: CallRow = sqlx::query_as(SELECT_CALL_BY_ID)
-                .bind(&id_text)
-                .fetch_one(&mut *tx)
-                .await?;
-            let call = row.into_model()?;
-            // A repeated RINGING (180 then 183) changes nothing worth an event.
-            if next != expected {
-                insert_event!(tx, &call_event(&call, EventType::CallStatusChanged, now)?);
-                if next.is_terminal() {
-                    insert_event!(tx, &call_event(&call, EventType::CallEnded, now)?);
-                }
-            }
+            let call = apply_transition!(tx, &id_text, expected, next, &patch, now);
             tx.commit().await?;
             call
         });
@@ -722,3 +749,161 @@ impl Store {
 
 /// Idempotency keys are honoured for 24 hours.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// What happened when the engine tried to take a QUEUED call.
+#[derive(Debug, Clone)]
+pub enum DialStart {
+    /// The call is now DIALING and held by this worker.
+    Started(Box<Call>),
+    /// The trunk has `max_concurrent_calls` live calls: the call stays QUEUED.
+    TrunkFull,
+    /// Someone else moved the call (another worker, or an end request).
+    Gone,
+}
+
+const LIVE_STATUSES: &str = "('DIALING', 'RINGING', 'IN_PROGRESS')";
+
+/// The SIP engine's side of the calls table.
+impl Store {
+    /// QUEUED calls, oldest first, with their trunks: what the engine
+    /// should dial.
+    pub async fn queued_calls(&self, limit: i64) -> Result<Vec<(CallId, Option<SipTrunkId>)>> {
+        let rows: Vec<(String, Option<String>)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, sip_trunk_id FROM calls WHERE status = 'QUEUED' ORDER BY call_time, id LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(id, trunk)| {
+                Ok((
+                    CallId::from_uuid(parse_uuid(&id)?),
+                    trunk
+                        .map(|t| parse_uuid(&t).map(SipTrunkId::from_uuid))
+                        .transpose()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Live calls on a trunk (DIALING, RINGING or IN_PROGRESS).
+    pub async fn live_calls_on_trunk(&self, trunk: SipTrunkId) -> Result<i64> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM calls WHERE sip_trunk_id = $1 AND status IN {LIVE_STATUSES}"
+        );
+        Ok(on_pool!(self, |pool| {
+            sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql.as_str()))
+                .bind(trunk.uuid().to_string())
+                .fetch_one(pool)
+                .await?
+        }))
+    }
+
+    /// QUEUED → DIALING for `worker`, unless the call's trunk already has
+    /// `max_live` live calls. The count and the change are one transaction;
+    /// on PostgreSQL the trunk row is locked so that processes dialing
+    /// through one trunk at once never exceed its capacity.
+    pub async fn start_dialing(
+        &self,
+        id: CallId,
+        trunk: Option<SipTrunkId>,
+        max_live: Option<i64>,
+        worker: &str,
+    ) -> Result<DialStart> {
+        let now = timefmt::now_ms();
+        let id_text = id.uuid().to_string();
+        let count_sql = format!(
+            "SELECT COUNT(*) FROM calls WHERE sip_trunk_id = $1 AND status IN {LIVE_STATUSES}"
+        );
+        let lock = self.backend() == crate::Backend::Postgres;
+        let patch = CallPatch {
+            claimed_by: Some(worker.to_owned()),
+            ..Default::default()
+        };
+        let outcome = write_tx!(self, |tx| {
+            if let (Some(trunk), Some(max)) = (trunk, max_live) {
+                let trunk_text = trunk.uuid().to_string();
+                if lock {
+                    sqlx::query("SELECT id FROM sip_trunks WHERE id = $1 FOR UPDATE")
+                        .bind(&trunk_text)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                }
+                let live: i64 = sqlx::query_scalar(AssertSqlSafe(count_sql.as_str()))
+                    .bind(&trunk_text)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if live >= max {
+                    return Ok(DialStart::TrunkFull);
+                }
+            }
+            let started: Result<Call> = async {
+                Ok(apply_transition!(
+                    tx,
+                    &id_text,
+                    CallStatus::Queued,
+                    CallStatus::Dialing,
+                    &patch,
+                    now
+                ))
+            }
+            .await;
+            match started {
+                Ok(call) => {
+                    tx.commit().await?;
+                    DialStart::Started(Box::new(call))
+                }
+                Err(StoreError::Stale | StoreError::NotFound) => DialStart::Gone,
+                Err(e) => return Err(e),
+            }
+        });
+        Ok(outcome)
+    }
+
+    /// Records that `worker` is alive (and registers it on the first call).
+    pub async fn worker_heartbeat(&self, worker: &str) -> Result<()> {
+        let now = timefmt::now_ms();
+        on_writer!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO engine_workers (worker_id, started_at, heartbeat_at) VALUES ($1, $2, $2) \
+                 ON CONFLICT (worker_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            )
+            .bind(worker)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// A clean stop: the worker holds nothing any more.
+    pub async fn worker_stopped(&self, worker: &str) -> Result<()> {
+        on_writer!(self, |pool| {
+            sqlx::query("DELETE FROM engine_workers WHERE worker_id = $1")
+                .bind(worker)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Live calls held by no live worker: their holder is not `me` and has
+    /// not sent a heartbeat since `stale_before` (or never registered).
+    pub async fn orphaned_live_calls(&self, me: &str, stale_before: i64) -> Result<Vec<Call>> {
+        let sql = format!(
+            "{SELECT_CALL} WHERE c.status IN {LIVE_STATUSES} AND (c.claimed_by IS NULL OR c.claimed_by <> $1) \
+             AND NOT EXISTS (SELECT 1 FROM engine_workers w WHERE w.worker_id = c.claimed_by AND w.heartbeat_at >= $2) \
+             ORDER BY c.created_at"
+        );
+        let rows: Vec<CallRow> = on_pool!(self, |pool| {
+            sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(me)
+                .bind(stale_before)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(CallRow::into_model).collect()
+    }
+}

@@ -24,13 +24,15 @@ mod telephony;
 
 pub use api_keys::{ApiKeyAuthRow, NewApiKey};
 pub use calls::{
-    CallFilter, CallPatch, CallSort, ClaimedCall, IDEMPOTENCY_TTL_MS, IdempotencyRecord, NewCall,
-    Page, SortOrder,
+    CallFilter, CallPatch, CallSort, ClaimedCall, DialStart, IDEMPOTENCY_TTL_MS, IdempotencyRecord,
+    NewCall, Page, SortOrder,
 };
 pub use events::{NewEvent, StoredEvent};
 pub use loads::UpsertOutcome;
 pub use orgs::{NewUser, UserAuthRow};
-pub use telephony::{NewPhoneNumber, NewSipTrunk, PhoneNumberPatch, SipTrunkPatch, TrunkRoute};
+pub use telephony::{
+    InboundRoute, NewPhoneNumber, NewSipTrunk, PhoneNumberPatch, SipTrunkPatch, TrunkRoute,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -487,3 +487,48 @@ impl Store {
         .transpose()
     }
 }
+
+/// Where an inbound INVITE lands: the number dialled, its organization and
+/// the trunk it belongs to.
+#[derive(Debug, Clone)]
+pub struct InboundRoute {
+    pub number: PhoneNumber,
+    pub trunk: SipTrunk,
+}
+
+impl Store {
+    /// The phone number `number` (E.164) and its trunk, in any organization
+    /// (numbers are unique across organizations).
+    pub async fn inbound_route(&self, number: &str) -> Result<Option<InboundRoute>> {
+        let number_sql = format!("SELECT {NUMBER_COLUMNS} FROM phone_numbers WHERE number = $1");
+        let found: Option<NumberRow> = on_pool!(self, |pool| {
+            sqlx::query_as(AssertSqlSafe(number_sql.as_str()))
+                .bind(number)
+                .fetch_optional(pool)
+                .await?
+        });
+        let Some(row) = found else {
+            return Ok(None);
+        };
+        let number = row.into_model()?;
+        let (trunk, _) = self.trunk_row(number.sip_trunk_id).await?.into_model()?;
+        Ok(Some(InboundRoute { number, trunk }))
+    }
+
+    /// A trunk with its password, by id alone: for the engine, which acts
+    /// for every organization.
+    pub async fn sip_trunk_for_engine(&self, id: SipTrunkId) -> Result<(SipTrunk, Option<String>)> {
+        self.trunk_row(id).await?.into_model()
+    }
+
+    async fn trunk_row(&self, id: SipTrunkId) -> Result<TrunkRow> {
+        let sql = format!("SELECT {TRUNK_COLUMNS} FROM sip_trunks WHERE id = $1");
+        let row: Option<TrunkRow> = on_pool!(self, |pool| {
+            sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .bind(id.uuid().to_string())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.ok_or(StoreError::NotFound)
+    }
+}
