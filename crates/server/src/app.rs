@@ -9,6 +9,7 @@ use switchyard_api::{AppState, Limits, RateLimitConfig};
 use switchyard_service::scheduler::Scheduler;
 use switchyard_service::{AuthService, Services};
 use switchyard_store::{Store, StoreOptions};
+use switchyard_telephony::{Engine, EngineConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -44,11 +45,42 @@ pub async fn open_store(config: &Config, as_server: bool) -> anyhow::Result<Stor
     Ok(store)
 }
 
+/// Starts the SIP engine from the configuration.
+async fn start_engine(config: &Config, store: &Store) -> anyhow::Result<Engine> {
+    let addrs = config.engine_addresses()?;
+    let prompt = config
+        .prompt_file
+        .as_deref()
+        .map(switchyard_telephony::media_loop::load_prompt)
+        .transpose()?;
+    let engine_config = EngineConfig {
+        sip_bind: addrs.sip,
+        advertised_ip: addrs.advertised,
+        rtp_bind_ip: addrs.rtp,
+        rtp_port_first: config.rtp_port_min,
+        rtp_port_last: config.rtp_port_max,
+        max_calls: config.max_live_calls,
+        prompt,
+        recordings_dir: config.data_dir.join("recordings"),
+        no_media_timeout: Duration::from_secs(config.no_media_timeout_seconds.max(1)),
+        worker_id: format!(
+            "engine-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ),
+        sole_owner: store.backend() == switchyard_store::Backend::Sqlite,
+        heartbeat_interval: Duration::from_secs(5),
+    };
+    Engine::start(engine_config, store.clone()).await
+}
+
 /// A server running in this process.
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub store: Store,
     pub services: Services,
+    /// The SIP engine, unless `sip_enabled` is off.
+    pub engine: Option<Engine>,
     /// What first-run bootstrap created, if this start created it.
     pub initial: Option<bootstrap::InitialCredentials>,
     shutdown: watch::Sender<bool>,
@@ -66,10 +98,17 @@ impl RunningServer {
             &secret,
             Duration::from_secs(config.token_ttl_seconds),
         ));
+        let engine = if config.sip_enabled {
+            Some(start_engine(config, &store).await?)
+        } else {
+            None
+        };
         let services = Services {
             store: store.clone(),
             auth,
-            telephony: None,
+            telephony: engine
+                .clone()
+                .map(|e| Arc::new(e) as Arc<dyn switchyard_service::telephony::Telephony>),
         };
         let initial = bootstrap::first_run(&services, config).await?;
         bootstrap::seed_trunks(&services, config).await?;
@@ -135,6 +174,7 @@ impl RunningServer {
             addr,
             store,
             services,
+            engine,
             initial,
             shutdown,
             tasks,
@@ -143,6 +183,9 @@ impl RunningServer {
 
     /// Stops accepting requests, finishes in-flight ones and stops workers.
     pub async fn stop(self) {
+        if let Some(engine) = &self.engine {
+            engine.shutdown(Duration::from_secs(5)).await;
+        }
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;

@@ -27,6 +27,24 @@ pub struct Config {
     pub database_max_connections: u32,
     /// `text` or `json`.
     pub log_format: String,
+    /// Whether the SIP engine runs (off: the API only; calls wait in QUEUED).
+    pub sip_enabled: bool,
+    /// Where SIP listens, UDP and TCP on the same port.
+    pub sip_addr: String,
+    /// The IP peers should reach us at (Contact, Via, SDP), when it is not
+    /// the bind address (behind NAT, or bound to 0.0.0.0).
+    pub sip_advertised_ip: Option<String>,
+    /// Where RTP binds; default: the SIP bind address's IP.
+    pub rtp_ip: Option<String>,
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    /// Live calls this process takes; more inbound INVITEs get 503.
+    pub max_live_calls: usize,
+    /// A WAV file (8 kHz, 16-bit, mono) played once to every answered call
+    /// until the agent speaks; then silence.
+    pub prompt_file: Option<PathBuf>,
+    /// A live call with no RTP from the far end for this long is ended.
+    pub no_media_timeout_seconds: u64,
     /// Trunks and numbers to create in the Default organization at start.
     #[serde(default)]
     pub sip_trunks: Vec<TrunkSeed>,
@@ -62,6 +80,15 @@ const ENV_KEYS: &[&str] = &[
     "scheduler_batch",
     "database_max_connections",
     "log_format",
+    "sip_enabled",
+    "sip_addr",
+    "sip_advertised_ip",
+    "rtp_ip",
+    "rtp_port_min",
+    "rtp_port_max",
+    "max_live_calls",
+    "prompt_file",
+    "no_media_timeout_seconds",
 ];
 
 impl Default for Config {
@@ -80,6 +107,15 @@ impl Default for Config {
             scheduler_batch: 100,
             database_max_connections: 16,
             log_format: "text".into(),
+            sip_enabled: true,
+            sip_addr: "127.0.0.1:5060".into(),
+            sip_advertised_ip: None,
+            rtp_ip: None,
+            rtp_port_min: 20000,
+            rtp_port_max: 29999,
+            max_live_calls: 2000,
+            prompt_file: None,
+            no_media_timeout_seconds: 30,
             sip_trunks: Vec::new(),
         }
     }
@@ -107,7 +143,57 @@ impl Config {
         if !matches!(config.log_format.as_str(), "text" | "json") {
             anyhow::bail!("configuration: log_format must be text or json");
         }
+        config.engine_addresses()?;
+        if config.rtp_port_min >= config.rtp_port_max || config.rtp_port_min < 1024 {
+            anyhow::bail!(
+                "configuration: rtp_port_min..rtp_port_max must be a range above 1023 (got {}..{})",
+                config.rtp_port_min,
+                config.rtp_port_max
+            );
+        }
+        if config.max_live_calls == 0 {
+            anyhow::bail!("configuration: max_live_calls must be at least 1");
+        }
         Ok(config)
+    }
+}
+
+/// The SIP engine's addresses, parsed from the configuration.
+pub struct EngineAddresses {
+    pub sip: std::net::SocketAddr,
+    pub advertised: Option<std::net::IpAddr>,
+    pub rtp: std::net::IpAddr,
+}
+
+impl Config {
+    pub fn engine_addresses(&self) -> anyhow::Result<EngineAddresses> {
+        let sip: std::net::SocketAddr = self.sip_addr.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "configuration: sip_addr must be IP:port, e.g. 0.0.0.0:5060 (got {:?})",
+                self.sip_addr
+            )
+        })?;
+        let ip = |key: &str, v: &Option<String>| -> anyhow::Result<Option<std::net::IpAddr>> {
+            v.as_deref()
+                .map(|t| {
+                    t.parse().map_err(|_| {
+                        anyhow::anyhow!("configuration: {key} must be an IP address (got {t:?})")
+                    })
+                })
+                .transpose()
+        };
+        let advertised = ip("sip_advertised_ip", &self.sip_advertised_ip)?;
+        let rtp = ip("rtp_ip", &self.rtp_ip)?.unwrap_or(sip.ip());
+        if advertised.is_none() && sip.ip().is_unspecified() {
+            anyhow::bail!(
+                "configuration: sip_addr {sip} listens on every interface; set sip_advertised_ip to the address peers should use"
+            );
+        }
+        Ok(EngineAddresses {
+            sip,
+            advertised,
+            rtp,
+        })
     }
 }
 

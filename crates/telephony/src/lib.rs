@@ -1,5 +1,20 @@
-//! Telephony for Switchyard. Today: SDP offer/answer for G.711 audio with
-//! RFC 4733 telephone-events ([`sdp`]), sans-IO. SIP signalling, call legs
-//! and trunks follow in this crate.
+//! Telephony for Switchyard: the SIP engine (rsipstack) that places and
+//! answers calls through the organizations' trunks, and runs each call's
+//! media.
+//!
+//! - [`sdp`]: SDP offer/answer for G.711 with RFC 4733 telephone-events, sans-IO.
+//! - [`engine`]: the SIP endpoint, dispatch of QUEUED calls, inbound INVITEs,
+//!   heartbeats and the restart sweep; implements the service's `Telephony` port.
+//! - `call`: one call's task, from INVITE to the stored final status.
+//! - [`media_loop`]: the tokio loop around one leg's sans-IO media.
+//! - [`bus`]: a live call's audio for the rest of the system.
+//! - [`ports`]: RTP/RTCP port pairs.
 
+pub mod bus;
+mod call;
+pub mod engine;
+pub mod media_loop;
+pub mod ports;
 pub mod sdp;
+
+pub use engine::{Engine, EngineConfig};

@@ -26,6 +26,11 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// Whether we send audio in this direction.
+    pub fn sends(self) -> bool {
+        matches!(self, Direction::SendRecv | Direction::SendOnly)
+    }
+
     fn attribute(self) -> &'static str {
         match self {
             Direction::SendRecv => "sendrecv",

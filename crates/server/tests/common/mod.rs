@@ -14,6 +14,8 @@ use switchyard::config::Config;
 use switchyard_domain::Role;
 use switchyard_domain::id::OrganizationId;
 
+pub mod sipp;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -134,6 +136,11 @@ pub fn base_config(dir: &std::path::Path) -> Config {
         rate_limit_burst: 10_000,
         call_create_per_second: 10_000,
         call_create_burst: 10_000,
+        // The control-plane tests drive calls' statuses themselves: the SIP
+        // engine is off unless a test turns it on (then on its own port;
+        // RTP ports are shared and skipped when another test holds them).
+        sip_enabled: false,
+        sip_addr: "127.0.0.1:0".into(),
         ..Config::default()
     }
 }

@@ -1,0 +1,497 @@
+//! The SIP engine: one rsipstack endpoint (UDP and TCP on the same port)
+//! for every organization's trunks. It dials QUEUED calls, answers INVITEs
+//! to the organizations' numbers, and runs each call as one task
+//! ([`crate::call`]) that owns its dialog and its media.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rsipstack::EndpointBuilder;
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::sip::{Method, StatusCode};
+use rsipstack::transaction::{Endpoint, TransactionReceiver};
+use rsipstack::transport::tcp_listener::TcpListenerConnection;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{SipConnection, TransportLayer};
+use switchyard_domain::id::CallId;
+use switchyard_domain::model::Call;
+use switchyard_domain::{CallEvent, CallStatus, timefmt};
+use switchyard_service::telephony::{EndOutcome, Telephony};
+use switchyard_store::{CallPatch, DialStart, Store, StoreError};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::bus::MediaBus;
+use crate::ports::RtpPorts;
+
+/// How the engine is set up (from the server's configuration).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where SIP listens, UDP and TCP (port 0: any free port).
+    pub sip_bind: SocketAddr,
+    /// The address peers should use for us (Contact, Via, SDP `c=`), when
+    /// it differs from the bind address (NAT, 0.0.0.0).
+    pub advertised_ip: Option<IpAddr>,
+    /// Where RTP sockets bind.
+    pub rtp_bind_ip: IpAddr,
+    pub rtp_port_first: u16,
+    pub rtp_port_last: u16,
+    /// Live calls this process takes at most; inbound calls over it get 503.
+    pub max_calls: usize,
+    /// 8 kHz mono PCM played once to an answered call (until the agent
+    /// speaks), then silence.
+    pub prompt: Option<Arc<[i16]>>,
+    /// Where live recordings (stereo WAV) are written.
+    pub recordings_dir: PathBuf,
+    /// A call with no RTP from the far end for this long is ended (FAILED).
+    pub no_media_timeout: Duration,
+    /// This process, as written in calls' `claimed_by`.
+    pub worker_id: String,
+    /// Whether this process alone uses the database (SQLite with the owner
+    /// lock): then every live call it does not hold is an orphan at once.
+    pub sole_owner: bool,
+    /// How often the heartbeat is written and orphans are looked for.
+    pub heartbeat_interval: Duration,
+}
+
+/// A call this engine holds: how to tell its task to hang up, and its bus
+/// once media runs.
+pub(crate) struct HeldCall {
+    pub end: mpsc::UnboundedSender<EndReason>,
+    pub bus: Option<MediaBus>,
+    /// Turns true once the call's final status is stored.
+    pub done: watch::Receiver<bool>,
+}
+
+/// Why the engine is asked to end a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// `POST /calls/{id}/end`.
+    Requested,
+    /// The server is stopping.
+    Shutdown,
+}
+
+pub(crate) struct Inner {
+    pub cfg: EngineConfig,
+    pub store: Store,
+    pub endpoint: Endpoint,
+    pub dialogs: Arc<DialogLayer>,
+    pub ports: Arc<RtpPorts>,
+    pub held: Mutex<HashMap<CallId, HeldCall>>,
+    /// Our SIP address as peers see it.
+    pub sip_addr: SocketAddr,
+    dispatching: tokio::sync::Mutex<()>,
+    cancel: CancellationToken,
+    /// Every task the engine starts, so that shutdown can wait for them
+    /// (they hold the store; the SQLite owner lock goes with the last one).
+    pub tasks: TaskTracker,
+}
+
+/// The engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// Binds SIP (UDP and TCP), starts serving, and starts the heartbeat
+    /// and orphan sweeper. Calls left live by a dead process are failed
+    /// with `server_restart` before this returns.
+    pub async fn start(cfg: EngineConfig, store: Store) -> anyhow::Result<Engine> {
+        let cancel = CancellationToken::new();
+        let transport = TransportLayer::new(cancel.child_token());
+        let bound = bind_udp_and_tcp(&cfg, &transport, &cancel).await?;
+        let advertised = SocketAddr::new(cfg.advertised_ip.unwrap_or(bound.ip()), bound.port());
+        let endpoint = EndpointBuilder::new()
+            .with_cancel_token(cancel.clone())
+            .with_transport_layer(transport)
+            .with_user_agent(concat!("Switchyard/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let incoming = endpoint.incoming_transactions()?;
+        let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let ports = RtpPorts::new(cfg.rtp_bind_ip, cfg.rtp_port_first, cfg.rtp_port_last);
+        std::fs::create_dir_all(&cfg.recordings_dir)?;
+        let inner = Arc::new(Inner {
+            cfg,
+            store,
+            endpoint,
+            dialogs,
+            ports,
+            held: Mutex::new(HashMap::new()),
+            sip_addr: advertised,
+            dispatching: tokio::sync::Mutex::new(()),
+            cancel,
+            tasks: TaskTracker::new(),
+        });
+        inner.store.worker_heartbeat(&inner.cfg.worker_id).await?;
+        inner.fail_orphans().await?;
+
+        let serving = inner.clone();
+        inner
+            .tasks
+            .spawn(async move { serving.endpoint.serve().await });
+        let receiving = inner.clone();
+        inner
+            .tasks
+            .spawn(async move { receiving.receive(incoming).await });
+        let sweeping = inner.clone();
+        inner
+            .tasks
+            .spawn(async move { sweeping.heartbeat_loop().await });
+        tracing::info!(sip = %advertised, "SIP engine listening (UDP and TCP)");
+        Ok(Engine { inner })
+    }
+
+    /// Where peers reach us (the advertised address and the bound port).
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.inner.sip_addr
+    }
+
+    /// The media bus of a live, answered call this engine holds.
+    pub fn media_bus(&self, call: CallId) -> Option<MediaBus> {
+        self.inner
+            .held
+            .lock()
+            .ok()?
+            .get(&call)
+            .and_then(|h| h.bus.clone())
+    }
+
+    /// Calls held now.
+    pub fn live_calls(&self) -> usize {
+        self.inner.held.lock().map(|h| h.len()).unwrap_or(0)
+    }
+
+    /// Hangs up every call (BYE or CANCEL), waits up to `grace` for them to
+    /// be recorded, then stops SIP.
+    pub async fn shutdown(&self, grace: Duration) {
+        let senders: Vec<_> = match self.inner.held.lock() {
+            Ok(h) => h.values().map(|c| c.end.clone()).collect(),
+            Err(_) => Vec::new(),
+        };
+        for s in senders {
+            let _ = s.send(EndReason::Shutdown);
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.live_calls() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Err(e) = self
+            .inner
+            .store
+            .worker_stopped(&self.inner.cfg.worker_id)
+            .await
+        {
+            tracing::warn!(error = %e, "could not unregister the engine worker");
+        }
+        self.inner.cancel.cancel();
+        self.inner.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(2), self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                tasks = self.inner.tasks.len(),
+                "engine tasks still running after shutdown"
+            );
+        }
+    }
+}
+
+async fn bind_udp_and_tcp(
+    cfg: &EngineConfig,
+    transport: &TransportLayer,
+    cancel: &CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    // With port 0 the UDP socket picks the port and TCP takes the same
+    // number; another program may hold it on TCP, so try a few times.
+    for _ in 0..16 {
+        let external = cfg
+            .advertised_ip
+            .map(|ip| SocketAddr::new(ip, cfg.sip_bind.port()));
+        let udp =
+            UdpConnection::create_connection(cfg.sip_bind, external, Some(cancel.child_token()))
+                .await?;
+        let bound = udp.get_addr().get_socketaddr()?;
+        let tcp_addr = SocketAddr::new(cfg.sip_bind.ip(), bound.port());
+        // Probe the TCP port first: rsipstack binds the listener later.
+        match std::net::TcpListener::bind(tcp_addr) {
+            Ok(probe) => drop(probe),
+            Err(e) if cfg.sip_bind.port() == 0 => {
+                tracing::debug!(error = %e, port = bound.port(), "TCP port taken; trying another");
+                continue;
+            }
+            Err(e) => anyhow::bail!("cannot listen for SIP over TCP on {tcp_addr}: {e}"),
+        }
+        let external_tcp = cfg
+            .advertised_ip
+            .map(|ip| SocketAddr::new(ip, bound.port()));
+        let tcp = TcpListenerConnection::new(tcp_addr, external_tcp).await?;
+        transport.add_transport(SipConnection::Udp(udp));
+        transport.add_transport(SipConnection::TcpListener(tcp));
+        return Ok(bound);
+    }
+    anyhow::bail!(
+        "no port free for SIP on both UDP and TCP at {}",
+        cfg.sip_bind.ip()
+    )
+}
+
+impl Inner {
+    /// Every request outside a known dialog transaction lands here.
+    async fn receive(self: Arc<Self>, mut incoming: TransactionReceiver) {
+        loop {
+            let mut tx = tokio::select! {
+                tx = incoming.recv() => match tx {
+                    Some(tx) => tx,
+                    None => return,
+                },
+                _ = self.cancel.cancelled() => return,
+            };
+            if let Some(mut dialog) = self.dialogs.match_dialog(&tx) {
+                self.tasks.spawn(async move {
+                    if let Err(e) = dialog.handle(&mut tx).await {
+                        tracing::debug!(error = %e, "in-dialog request failed");
+                    }
+                });
+                continue;
+            }
+            let me = self.clone();
+            self.tasks.spawn(async move {
+                let method = tx.original.method;
+                let result = match method {
+                    Method::Invite => crate::call::inbound(me, tx).await,
+                    Method::Options => tx
+                        .reply_with(StatusCode::OK, allow_headers(), None)
+                        .await
+                        .map_err(Into::into),
+                    Method::Ack => Ok(()),
+                    Method::Bye | Method::Cancel | Method::Update | Method::Info => tx
+                        .reply(StatusCode::CallTransactionDoesNotExist)
+                        .await
+                        .map_err(Into::into),
+                    _ => tx
+                        .reply_with(StatusCode::MethodNotAllowed, allow_headers(), None)
+                        .await
+                        .map_err(Into::into),
+                };
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, %method, "request handling failed");
+                }
+            });
+        }
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(self.cfg.heartbeat_interval);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = self.cancel.cancelled() => return,
+            }
+            if let Err(e) = self.store.worker_heartbeat(&self.cfg.worker_id).await {
+                tracing::warn!(error = %e, "engine heartbeat failed");
+                continue;
+            }
+            if let Err(e) = self.fail_orphans().await {
+                tracing::warn!(error = %e, "orphan sweep failed");
+            }
+        }
+    }
+
+    /// Live calls whose engine died are failed with `server_restart`.
+    async fn fail_orphans(&self) -> anyhow::Result<()> {
+        let stale_before = if self.cfg.sole_owner {
+            i64::MAX
+        } else {
+            // Three missed heartbeats.
+            timefmt::now_ms() - 3 * self.cfg.heartbeat_interval.as_millis() as i64
+        };
+        let orphans = self
+            .store
+            .orphaned_live_calls(&self.cfg.worker_id, stale_before)
+            .await?;
+        for call in orphans {
+            let now = timefmt::now_ms();
+            let patch = CallPatch {
+                call_end_time: Some(now),
+                failure_reason: Some("server_restart".into()),
+                duration_seconds: call
+                    .call_start_time
+                    .map(|s| (now - s).max(0) as f64 / 1000.0),
+                ..Default::default()
+            };
+            match self
+                .store
+                .transition_call(call.id, call.status, CallEvent::Failed, patch)
+                .await
+            {
+                Ok(_) => {
+                    tracing::warn!(call_id = %call.id, status = %call.status, "call left live by a dead process: FAILED (server_restart)")
+                }
+                Err(StoreError::Stale | StoreError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers a call this process now holds. The call's task flips the
+    /// returned flag when its final status is stored.
+    pub(crate) fn hold(
+        &self,
+        id: CallId,
+        end: mpsc::UnboundedSender<EndReason>,
+    ) -> watch::Sender<bool> {
+        let (done_tx, done) = watch::channel(false);
+        if let Ok(mut h) = self.held.lock() {
+            h.insert(
+                id,
+                HeldCall {
+                    end,
+                    bus: None,
+                    done,
+                },
+            );
+        }
+        done_tx
+    }
+
+    pub(crate) fn set_bus(&self, id: CallId, bus: MediaBus) {
+        if let Ok(mut h) = self.held.lock()
+            && let Some(c) = h.get_mut(&id)
+        {
+            c.bus = Some(bus);
+        }
+    }
+
+    pub(crate) fn release(self: &Arc<Self>, id: CallId) {
+        if let Ok(mut h) = self.held.lock() {
+            h.remove(&id);
+        }
+        metrics::gauge!("switchyard_live_calls").set(self.held_count() as f64);
+        // A slot on the trunk (and in this process) is free: dial what waits.
+        let me = self.clone();
+        self.tasks.spawn(async move {
+            if let Err(e) = me.dispatch().await {
+                tracing::warn!(error = %e, "dispatch after a call ended failed");
+            }
+        });
+    }
+
+    pub(crate) fn held_count(&self) -> usize {
+        self.held.lock().map(|h| h.len()).unwrap_or(0)
+    }
+
+    /// Dials QUEUED calls while this process and their trunks have room.
+    async fn dispatch(self: &Arc<Self>) -> anyhow::Result<()> {
+        let _one_at_a_time = self.dispatching.lock().await;
+        let room = self.cfg.max_calls.saturating_sub(self.held_count());
+        if room == 0 {
+            return Ok(());
+        }
+        let queued = self.store.queued_calls(room as i64 * 4 + 16).await?;
+        let mut full_trunks = Vec::new();
+        let mut started = 0usize;
+        for (call_id, trunk_id) in queued {
+            if started >= room {
+                break;
+            }
+            let Some(trunk_id) = trunk_id else {
+                self.fail_unroutable(call_id).await;
+                continue;
+            };
+            if full_trunks.contains(&trunk_id) {
+                continue;
+            }
+            let (trunk, password) = match self.store.sip_trunk_for_engine(trunk_id).await {
+                Ok(t) => t,
+                Err(StoreError::NotFound) => {
+                    self.fail_unroutable(call_id).await;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match self
+                .store
+                .start_dialing(
+                    call_id,
+                    Some(trunk_id),
+                    trunk.max_concurrent_calls,
+                    &self.cfg.worker_id,
+                )
+                .await?
+            {
+                DialStart::Started(call) => {
+                    started += 1;
+                    let (end_tx, end_rx) = mpsc::unbounded_channel();
+                    let done = self.hold(call.id, end_tx);
+                    metrics::gauge!("switchyard_live_calls").set(self.held_count() as f64);
+                    let me = self.clone();
+                    self.tasks.spawn(crate::call::outbound(
+                        me, *call, trunk, password, end_rx, done,
+                    ));
+                }
+                DialStart::TrunkFull => full_trunks.push(trunk_id),
+                DialStart::Gone => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_unroutable(&self, call: CallId) {
+        let patch = CallPatch {
+            call_end_time: Some(timefmt::now_ms()),
+            failure_reason: Some("no_route".into()),
+            ..Default::default()
+        };
+        // QUEUED → FAILED; if someone moved it meanwhile, theirs stands.
+        let _ = self
+            .store
+            .transition_call(call, CallStatus::Queued, CallEvent::Failed, patch)
+            .await;
+    }
+}
+
+/// How long `end` waits for the hang-up to complete before answering.
+const END_WAIT: Duration = Duration::from_secs(10);
+
+pub(crate) fn allow_headers() -> Vec<rsipstack::sip::Header> {
+    vec![
+        rsipstack::sip::Allow::new("INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO").into(),
+        rsipstack::sip::Accept::new("application/sdp").into(),
+    ]
+}
+
+#[async_trait]
+impl Telephony for Engine {
+    async fn dispatch_queued(&self) -> anyhow::Result<()> {
+        self.inner.dispatch().await
+    }
+
+    async fn end(&self, call: &Call) -> anyhow::Result<EndOutcome> {
+        let held = self
+            .inner
+            .held
+            .lock()
+            .ok()
+            .and_then(|h| h.get(&call.id).map(|c| (c.end.clone(), c.done.clone())));
+        let Some((end, mut done)) = held else {
+            return Ok(EndOutcome::NotHeld);
+        };
+        if end.send(EndReason::Requested).is_err() {
+            return Ok(EndOutcome::NotHeld);
+        }
+        // Answer with the final status: wait for the CANCEL or BYE to be
+        // answered and recorded (bounded: a silent peer is given up on by
+        // the SIP timers, after 32 s).
+        let _ = tokio::time::timeout(END_WAIT, done.wait_for(|d| *d)).await;
+        Ok(EndOutcome::Signalled)
+    }
+}
