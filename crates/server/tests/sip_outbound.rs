@@ -22,7 +22,18 @@ async fn engine_server(backend: Backend) -> Option<TestServer> {
 
 /// A trunk to the SIPp peer with the organization's default number on it.
 async fn trunk_to(srv: &TestServer, peer: &Sipp, transport: Transport, extra: Value) -> String {
-    let mut body = json!({"name": "sipp", "host": "127.0.0.1", "port": peer.port, "transport": transport.api_name()});
+    trunk_with_number(srv, peer, transport, extra, FROM).await
+}
+
+/// A trunk to the SIPp peer with `number` on it.
+async fn trunk_with_number(
+    srv: &TestServer,
+    peer: &Sipp,
+    transport: Transport,
+    extra: Value,
+    number: &str,
+) -> String {
+    let mut body = json!({"name": format!("sipp-{number}"), "host": "127.0.0.1", "port": peer.port, "transport": transport.api_name()});
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
     }
@@ -31,7 +42,7 @@ async fn trunk_to(srv: &TestServer, peer: &Sipp, transport: Transport, extra: Va
     let n = srv
         .post(
             "/phone-numbers",
-            json!({"number": FROM, "sip_trunk_id": t.body["id"]}),
+            json!({"number": number, "sip_trunk_id": t.body["id"]}),
         )
         .await;
     assert_eq!(n.status, 201, "{}", n.body);
@@ -69,7 +80,7 @@ fn answer_then_wait_for_bye() -> String {
     sc::doc(
         "answer",
         &[
-            sc::recv("INVITE"),
+            sc::recv_invite(),
             sc::respond(180, "Ringing", "", false),
             sc::respond(200, "OK", "", true),
             sc::recv("ACK"),
@@ -136,4 +147,251 @@ async fn sqlite_udp_answered_call_ended_by_the_api_sends_bye() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_tcp_answered_call_ended_by_the_api_sends_bye() {
     answered_call_ended_by_the_api_sends_bye(Backend::Postgres, Transport::Tcp).await;
+}
+
+fn reject(code: u16, reason: &str) -> String {
+    sc::doc(
+        "reject",
+        &[
+            sc::recv_invite(),
+            sc::respond(100, "Trying", "", false),
+            sc::respond(code, reason, "", false),
+            sc::recv("ACK"),
+        ]
+        .concat(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_responses_map_to_statuses() {
+    let Some(srv) = engine_server(Backend::Sqlite).await else {
+        return;
+    };
+    let cases: &[(u16, &str, &str, Option<&str>)] = &[
+        (486, "Busy Here", "BUSY", None),
+        (600, "Busy Everywhere", "BUSY", None),
+        (480, "Temporarily Unavailable", "NO_ANSWER", None),
+        (408, "Request Timeout", "NO_ANSWER", None),
+        (
+            503,
+            "Service Unavailable",
+            "FAILED",
+            Some("trunk_unavailable"),
+        ),
+        (404, "Not Found", "FAILED", Some("number_not_found")),
+        (403, "Forbidden", "FAILED", Some("forbidden")),
+        (
+            488,
+            "Not Acceptable Here",
+            "FAILED",
+            Some("media_not_acceptable"),
+        ),
+        (500, "Server Internal Error", "FAILED", Some("sip_500")),
+    ];
+    let mut running = Vec::new();
+    for (i, (code, reason, _, _)) in cases.iter().enumerate() {
+        let peer = Sipp::uas("reject", &reject(*code, reason), Transport::Udp, 1);
+        let number = format!("+1555000{:04}", 2000 + i);
+        trunk_with_number(&srv, &peer, Transport::Udp, json!({}), &number).await;
+        let call = srv
+            .create_call(json!({"to_number": TO, "from_number": number}))
+            .await;
+        running.push((peer, call["id"].as_str().unwrap().to_owned()));
+    }
+    for ((peer, id), (code, _, status, reason)) in running.into_iter().zip(cases) {
+        let terminal = ["COMPLETED", "BUSY", "NO_ANSWER", "FAILED", "CANCELED"];
+        let call = wait_status(&srv, &id, &terminal, Duration::from_secs(20)).await;
+        assert_eq!(call["status"], *status, "{code}: {call}");
+        assert_eq!(call["sip_status"], *code, "{call}");
+        assert_eq!(call["failure_reason"].as_str(), *reason, "{code}: {call}");
+        assert!(call["call_end_time"].is_string(), "{call}");
+        assert!(
+            call["call_start_time"].is_null() && call["duration_seconds"].is_null(),
+            "never answered: {call}"
+        );
+        assert!(call["recording_status"].is_null(), "{call}");
+        peer.finish(Duration::from_secs(10)).await.assert_success();
+        assert_eq!(
+            history(&srv, &id).await,
+            ["QUEUED", "DIALING", *status],
+            "{code}: 100 Trying is not ringing"
+        );
+    }
+    srv.stop().await;
+}
+
+fn ring_until_cancel() -> String {
+    sc::doc(
+        "ring",
+        &[
+            sc::recv_invite(),
+            sc::respond(180, "Ringing", "", false),
+            sc::recv("CANCEL"),
+            sc::ok_in_dialog(),
+            sc::respond(487, "Request Terminated", "", false),
+            sc::recv("ACK"),
+        ]
+        .concat(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_within_the_ring_timeout_cancels() {
+    let Some(srv) = engine_server(Backend::Sqlite).await else {
+        return;
+    };
+    let peer = Sipp::uas("ring", &ring_until_cancel(), Transport::Udp, 1);
+    trunk_to(&srv, &peer, Transport::Udp, json!({})).await;
+    let call = srv
+        .create_call(json!({"to_number": TO, "ring_timeout_seconds": 5}))
+        .await;
+    let id = call["id"].as_str().unwrap().to_owned();
+    let ringing = wait_status(&srv, &id, &["RINGING"], Duration::from_secs(10)).await;
+    assert_eq!(ringing["sip_status"], 180);
+    let done = wait_status(
+        &srv,
+        &id,
+        &["NO_ANSWER", "FAILED", "CANCELED"],
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(done["status"], "NO_ANSWER", "{done}");
+    assert_eq!(done["failure_reason"], "ring_timeout");
+    assert_eq!(done["sip_status"], 487);
+    let run = peer.finish(Duration::from_secs(10)).await;
+    run.assert_success();
+    assert_eq!(run.count_requests("CANCEL"), 1);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_while_ringing_sends_cancel() {
+    let Some(srv) = engine_server(Backend::Sqlite).await else {
+        return;
+    };
+    let peer = Sipp::uas("ring", &ring_until_cancel(), Transport::Udp, 1);
+    trunk_to(&srv, &peer, Transport::Udp, json!({})).await;
+    let call = srv.create_call(json!({"to_number": TO})).await;
+    let id = call["id"].as_str().unwrap().to_owned();
+    wait_status(&srv, &id, &["RINGING"], Duration::from_secs(10)).await;
+    let r = srv.post(&format!("/calls/{id}/end"), json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["previous_status"], "RINGING", "{}", r.body);
+    let done = wait_status(
+        &srv,
+        &id,
+        &["CANCELED", "FAILED", "NO_ANSWER"],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(done["status"], "CANCELED", "{done}");
+    assert!(done["failure_reason"].is_null(), "{done}");
+    let run = peer.finish(Duration::from_secs(10)).await;
+    run.assert_success();
+    assert_eq!(run.count_requests("CANCEL"), 1);
+    assert_eq!(
+        history(&srv, &id).await,
+        ["QUEUED", "DIALING", "RINGING", "CANCELED"]
+    );
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_while_dialing_sends_cancel_after_the_provisional() {
+    let Some(srv) = engine_server(Backend::Sqlite).await else {
+        return;
+    };
+    // The trunk only says 100 Trying: the call stays DIALING until ended.
+    let scenario = sc::doc(
+        "trying",
+        &[
+            sc::recv_invite(),
+            sc::respond(100, "Trying", "", false),
+            sc::recv("CANCEL"),
+            sc::ok_in_dialog(),
+            sc::respond(487, "Request Terminated", "", false),
+            sc::recv("ACK"),
+        ]
+        .concat(),
+    );
+    let peer = Sipp::uas("trying", &scenario, Transport::Udp, 1);
+    trunk_to(&srv, &peer, Transport::Udp, json!({})).await;
+    let call = srv.create_call(json!({"to_number": TO})).await;
+    let id = call["id"].as_str().unwrap().to_owned();
+    // The INVITE has reached the trunk once SIPp logged it.
+    eventually(Duration::from_secs(10), || async {
+        std::fs::read_to_string(peer.path("messages.log"))
+            .is_ok_and(|m| m.contains("SIP/2.0 100 Trying"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        srv.get(&format!("/calls/{id}")).await.body["status"],
+        "DIALING"
+    );
+    let r = srv.post(&format!("/calls/{id}/end"), json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["previous_status"], "DIALING", "{}", r.body);
+    let done = wait_status(&srv, &id, &["CANCELED", "FAILED"], Duration::from_secs(10)).await;
+    assert_eq!(done["status"], "CANCELED", "{done}");
+    let run = peer.finish(Duration::from_secs(10)).await;
+    run.assert_success();
+    assert_eq!(run.count_requests("CANCEL"), 1);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn far_end_bye_completes_the_call() {
+    let Some(srv) = engine_server(Backend::Sqlite).await else {
+        return;
+    };
+    let scenario = sc::doc(
+        "far-bye",
+        &[
+            sc::recv_invite_for_bye(),
+            sc::respond(200, "OK", "", true),
+            sc::recv("ACK"),
+            sc::pause(1500),
+            sc::uas_bye(),
+            sc::recv_response(200, false),
+        ]
+        .concat(),
+    );
+    let peer = Sipp::uas("far-bye", &scenario, Transport::Udp, 1);
+    trunk_to(&srv, &peer, Transport::Udp, json!({})).await;
+    let call = srv.create_call(json!({"to_number": TO})).await;
+    let id = call["id"].as_str().unwrap().to_owned();
+    let done = wait_status(&srv, &id, &["COMPLETED", "FAILED"], Duration::from_secs(15)).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let d = done["duration_seconds"].as_f64().expect("duration");
+    assert!((1.0..5.0).contains(&d), "answered for about 1.5 s: {d}");
+    assert_eq!(done["recording_status"], "PROCESSING", "{done}");
+    peer.finish(Duration::from_secs(10)).await.assert_success();
+    assert_eq!(
+        history(&srv, &id).await,
+        ["QUEUED", "DIALING", "IN_PROGRESS", "COMPLETED"]
+    );
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_duration_hangs_up_with_bye() {
+    let Some(srv) = engine_server(Backend::Sqlite).await else {
+        return;
+    };
+    let peer = Sipp::uas("answer", &answer_then_wait_for_bye(), Transport::Udp, 1);
+    trunk_to(&srv, &peer, Transport::Udp, json!({})).await;
+    let call = srv
+        .create_call(json!({"to_number": TO, "max_duration_seconds": 10}))
+        .await;
+    let id = call["id"].as_str().unwrap().to_owned();
+    let done = wait_status(&srv, &id, &["COMPLETED", "FAILED"], Duration::from_secs(25)).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["failure_reason"], "max_duration_reached", "{done}");
+    let d = done["duration_seconds"].as_f64().expect("duration");
+    assert!((9.5..12.0).contains(&d), "{d}");
+    let run = peer.finish(Duration::from_secs(10)).await;
+    run.assert_success();
+    assert_eq!(run.count_requests("BYE"), 1);
+    srv.stop().await;
 }

@@ -152,6 +152,7 @@ impl TestServer {
     }
 
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Self> {
+        init_test_logging();
         let dir = TempDir::new();
         let mut config = base_config(&dir.0);
         let pg = match backend {
@@ -380,6 +381,17 @@ impl Resp {
 
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// `SWITCHYARD_TEST_LOG=debug` (any tracing filter) shows the servers' logs
+/// in a test's output.
+pub fn init_test_logging() {
+    if let Ok(filter) = std::env::var("SWITCHYARD_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
     }
 }
 

@@ -135,7 +135,7 @@ impl Sipp {
     /// SIPp as a UAS (the trunk) running `scenario`, for `calls` calls.
     pub fn uas(name: &'static str, scenario: &str, transport: Transport, calls: u32) -> Sipp {
         let port = free_port();
-        let sipp = Self::spawn(name, scenario, transport, port, None, calls, &[]);
+        let mut sipp = Self::spawn(name, scenario, transport, port, None, calls, &[]);
         sipp.wait_listening(transport);
         sipp
     }
@@ -206,7 +206,7 @@ impl Sipp {
 
     /// Waits until SIPp's SIP socket is bound (polling the kernel's socket
     /// tables; a probe connection would count as a call to SIPp).
-    fn wait_listening(&self, transport: Transport) {
+    fn wait_listening(&mut self, transport: Transport) {
         let table = match transport {
             Transport::Udp => "/proc/net/udp",
             Transport::Tcp => "/proc/net/tcp",
@@ -226,6 +226,18 @@ impl Sipp {
                 .unwrap_or(false);
             if bound {
                 return;
+            }
+            if let Some(mut child) = self.child.take() {
+                let Ok(Some(status)) = child.try_wait() else {
+                    self.child = Some(child);
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let run = self.collect(&mut child, Some(status));
+                panic!(
+                    "sipp {} exited ({status}) before binding:\n{}",
+                    self.name, run.output
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -312,7 +324,34 @@ pub mod scenario {
         )
     }
 
-    /// A response to the last request, with `extra` headers and an optional SDP body.
+    /// The INVITE, keeping its CSeq number (a 487 sent after a CANCEL
+    /// answers the INVITE, not the CANCEL). SIPp refuses variables that are
+    /// set and never used, hence two forms.
+    pub fn recv_invite() -> String {
+        invite_capturing(false)
+    }
+
+    /// [`recv_invite`], also keeping the caller's Contact URI and From
+    /// header for a BYE from this side ([`uas_bye`]).
+    pub fn recv_invite_for_bye() -> String {
+        invite_capturing(true)
+    }
+
+    fn invite_capturing(for_bye: bool) -> String {
+        let mut s = String::from("<recv request=\"INVITE\" crlf=\"true\"><action>\n");
+        s.push_str(
+            "<ereg regexp=\"[0-9]+\" search_in=\"hdr\" header=\"CSeq:\" assign_to=\"inv_cseq\"/>\n",
+        );
+        if for_bye {
+            s.push_str("<ereg regexp=\"sip:[^&gt;]*\" search_in=\"hdr\" header=\"Contact:\" assign_to=\"contact_uri\"/>\n");
+            s.push_str("<ereg regexp=\"&lt;.*\" search_in=\"hdr\" header=\"From:\" assign_to=\"caller\"/>\n");
+        }
+        s.push_str("</action></recv>\n");
+        s
+    }
+
+    /// A response to the INVITE received with [`recv_invite`], with `extra`
+    /// headers and an optional SDP body.
     pub fn respond(code: u16, reason: &str, extra: &str, sdp: bool) -> String {
         let retrans = if (200..300).contains(&code) {
             " retrans=\"500\""
@@ -330,7 +369,7 @@ pub mod scenario {
             ""
         };
         format!(
-            "<send{retrans}><![CDATA[\n\nSIP/2.0 {code} {reason}\n[last_Via:]\n[last_From:]\n[last_To:]{tag}\n[last_Call-ID:]\n[last_CSeq:]\nContact: <sip:[local_ip]:[local_port];transport=[transport]>\n{extra}{ctype}Content-Length: [len]\n\n{body}]]></send>\n"
+            "<send{retrans}><![CDATA[\n\nSIP/2.0 {code} {reason}\n[last_Via:]\n[last_From:]\n[last_To:]{tag}\n[last_Call-ID:]\nCSeq: [$inv_cseq] INVITE\nContact: <sip:[local_ip]:[local_port];transport=[transport]>\n{extra}{ctype}Content-Length: [len]\n\n{body}]]></send>\n"
         )
     }
 
@@ -357,6 +396,6 @@ pub mod scenario {
 
     /// The UAS sends BYE inside the dialog it answered.
     pub fn uas_bye() -> String {
-        "<send retrans=\"500\"><![CDATA[\n\nBYE [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: <sip:trunk@[local_ip]:[local_port]>;tag=[pid]SY[call_number]\nTo: <sip:caller@[remote_ip]:[remote_port]>[peer_tag_param]\n[last_Call-ID:]\nCSeq: 1 BYE\nContact: <sip:[local_ip]:[local_port];transport=[transport]>\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n".into()
+        "<send retrans=\"500\"><![CDATA[\n\nBYE [$contact_uri] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: <sip:trunk@[local_ip]:[local_port]>;tag=[pid]SY[call_number]\nTo: [$caller]\n[last_Call-ID:]\nCSeq: 1 BYE\nContact: <sip:[local_ip]:[local_port];transport=[transport]>\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n".into()
     }
 }
