@@ -395,3 +395,188 @@ async fn max_duration_hangs_up_with_bye() {
     assert_eq!(run.count_requests("BYE"), 1);
     srv.stop().await;
 }
+
+/// A trunk that challenges the INVITE (401 or 407), then answers the retry
+/// with 200 when `accept`, or challenges it again. SIPp checks MD5
+/// credentials in `Authorization` itself (`verifyauth`); its check reads
+/// no `Proxy-Authorization` and knows no SHA-256, so for those the test
+/// checks the digest ([`digest_is_valid`]).
+fn challenge(code: u16, algorithm: &str, accept: bool) -> String {
+    let (reason, header) = match code {
+        401 => ("Unauthorized", "WWW-Authenticate"),
+        _ => ("Proxy Authentication Required", "Proxy-Authenticate"),
+    };
+    let challenge = format!(
+        "{header}: Digest realm=\"sipp.test\", nonce=\"n[pid]x[call_number]\", algorithm={algorithm}, qop=\"auth\"\n"
+    );
+    let sipp_verifies = code == 401 && algorithm == "MD5";
+    let retry = if sipp_verifies {
+        "<recv request=\"INVITE\" crlf=\"true\"><action>\n\
+         <ereg regexp=\"[0-9]+\" search_in=\"hdr\" header=\"CSeq:\" assign_to=\"inv_cseq\"/>\n\
+         <verifyauth assign_to=\"authvalid\" username=\"alice\" password=\"secret\"/>\n\
+         </action></recv>\n\
+         <nop hide=\"true\" test=\"authvalid\" next=\"good\"/>\n\
+         <nop><action><log message=\"AUTH_FAIL\"/></action></nop>\n"
+            .to_owned()
+    } else {
+        let next = if accept { "<nop next=\"good\"/>\n" } else { "" };
+        format!("{}{next}", sc::recv_invite())
+    };
+    sc::doc(
+        "challenge",
+        &[
+            sc::recv_invite(),
+            sc::respond(code, reason, &challenge, false),
+            sc::recv("ACK"),
+            retry,
+            sc::respond(code, reason, &challenge, false),
+            "<recv request=\"ACK\" next=\"done\"/>\n<label id=\"good\"/>\n<nop><action><log message=\"AUTH_OK\"/></action></nop>\n".to_owned(),
+            sc::respond(200, "OK", "", true),
+            sc::recv("ACK"),
+            sc::recv("BYE"),
+            sc::ok_in_dialog(),
+            "<label id=\"done\"/>\n".to_owned(),
+        ]
+        .concat(),
+    )
+}
+
+/// Checks the digest response (RFC 7616, qop=auth) in the retried INVITE
+/// that SIPp received, against `password`.
+fn digest_is_valid(messages: &str, header: &str, password: &str) -> bool {
+    use md5::Digest as _;
+    let line = messages
+        .lines()
+        .find(|l| l.starts_with(&format!("{header}:")))
+        .unwrap_or_else(|| panic!("no {header} in:\n{messages}"));
+    let param = |name: &str| -> String {
+        let at = line
+            .find(&format!("{name}="))
+            .unwrap_or_else(|| panic!("{name} in {line}"))
+            + name.len()
+            + 1;
+        let rest = &line[at..];
+        match rest.strip_prefix('"') {
+            Some(q) => q[..q.find('"').expect("closing quote")].to_owned(),
+            None => rest.split([',', ' ']).next().unwrap_or_default().to_owned(),
+        }
+    };
+    let hash = |s: String| -> String {
+        if param("algorithm").eq_ignore_ascii_case("SHA-256") {
+            hex::encode(sha2::Sha256::digest(s.as_bytes()))
+        } else {
+            hex::encode(md5::Md5::digest(s.as_bytes()))
+        }
+    };
+    let ha1 = hash(format!(
+        "{}:{}:{password}",
+        param("username"),
+        param("realm")
+    ));
+    let ha2 = hash(format!("INVITE:{}", param("uri")));
+    let expected = hash(format!(
+        "{ha1}:{}:{}:{}:{}:{ha2}",
+        param("nonce"),
+        param("nc"),
+        param("cnonce"),
+        param("qop")
+    ));
+    expected == param("response")
+}
+
+async fn digest_auth(code: u16, algorithm: &str) {
+    let Some(srv) = engine_server(Backend::Sqlite).await else {
+        return;
+    };
+    for (i, (password, answered)) in [("secret", true), ("wrong", false)].into_iter().enumerate() {
+        let peer = Sipp::uas(
+            "challenge",
+            &challenge(code, algorithm, answered),
+            Transport::Udp,
+            1,
+        );
+        let number = format!("+1555000{:04}", 3000 + i);
+        trunk_with_number(
+            &srv,
+            &peer,
+            Transport::Udp,
+            json!({"username": "alice", "password": password}),
+            &number,
+        )
+        .await;
+        let call = srv
+            .create_call(json!({"to_number": TO, "from_number": number}))
+            .await;
+        let id = call["id"].as_str().unwrap().to_owned();
+        let c = wait_status(
+            &srv,
+            &id,
+            &["IN_PROGRESS", "FAILED"],
+            Duration::from_secs(20),
+        )
+        .await;
+        if answered {
+            assert_eq!(c["status"], "IN_PROGRESS", "{code} {algorithm}: {c}");
+            srv.post(&format!("/calls/{id}/end"), json!({})).await;
+            wait_status(&srv, &id, &["COMPLETED"], Duration::from_secs(10)).await;
+        } else {
+            assert_eq!(c["status"], "FAILED", "{c}");
+            assert_eq!(c["failure_reason"], "authentication_failed", "{c}");
+            assert_eq!(c["sip_status"], code, "{c}");
+        }
+        let run = peer.finish(Duration::from_secs(10)).await;
+        run.assert_success();
+        if code == 401 && algorithm == "MD5" {
+            let verdict = if answered { "AUTH_OK" } else { "AUTH_FAIL" };
+            assert!(
+                run.log.contains(verdict),
+                "{verdict} expected in:\n{}",
+                run.log
+            );
+        }
+        let header = if code == 401 {
+            "Authorization"
+        } else {
+            "Proxy-Authorization"
+        };
+        assert!(
+            digest_is_valid(&run.messages, header, "secret") == answered,
+            "{header} digest valid for alice/secret: {answered}"
+        );
+        let answer = run
+            .messages
+            .lines()
+            .find(|l| l.starts_with(&format!("{header}:")))
+            .unwrap_or_default();
+        assert!(
+            answer.contains(&format!("algorithm={algorithm}")),
+            "answered with the challenged algorithm: {answer}"
+        );
+        assert_eq!(
+            run.count_requests("INVITE"),
+            2,
+            "one challenge, one retry, no loop"
+        );
+    }
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_401_md5_with_good_and_bad_password() {
+    digest_auth(401, "MD5").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_407_md5_with_good_and_bad_password() {
+    digest_auth(407, "MD5").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_401_sha256_with_good_and_bad_password() {
+    digest_auth(401, "SHA-256").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_407_sha256_with_good_and_bad_password() {
+    digest_auth(407, "SHA-256").await;
+}

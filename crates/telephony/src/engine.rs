@@ -112,6 +112,7 @@ impl Engine {
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transport)
             .with_user_agent(concat!("Switchyard/", env!("CARGO_PKG_VERSION")))
+            .with_inspector(Box::new(crate::digest_spelling::DigestSpelling))
             .build();
         let incoming = endpoint.incoming_transactions()?;
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));

@@ -9,9 +9,11 @@
 //! - [`media_loop`]: the tokio loop around one leg's sans-IO media.
 //! - [`bus`]: a live call's audio for the rest of the system.
 //! - [`ports`]: RTP/RTCP port pairs.
+//! - `digest_spelling`: `SHA-256` digest challenges despite rsipstack's parser.
 
 pub mod bus;
 mod call;
+mod digest_spelling;
 pub mod engine;
 pub mod media_loop;
 pub mod ports;
