@@ -186,6 +186,15 @@ impl TestServer {
         &self.server.as_ref().expect("running").store
     }
 
+    /// Where the SIP engine listens (it must be enabled).
+    pub fn sip_addr(&self) -> std::net::SocketAddr {
+        self.server
+            .as_ref()
+            .and_then(|s| s.engine.as_ref())
+            .expect("the SIP engine runs")
+            .sip_addr()
+    }
+
     pub fn services(&self) -> &switchyard_service::Services {
         &self.server.as_ref().expect("running").services
     }

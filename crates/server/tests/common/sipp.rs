@@ -390,8 +390,42 @@ pub mod scenario {
         format!("<recv response=\"{code}\"{opt}/>\n")
     }
 
+    /// The caller receives the 200 to its INVITE, keeping the callee's
+    /// Contact (and any Record-Route) as `[next_url]` for ACK and BYE.
+    pub fn recv_answer() -> String {
+        "<recv response=\"200\" rtd=\"true\" rrs=\"true\"/>\n".into()
+    }
+
     pub fn pause(ms: u64) -> String {
         format!("<pause milliseconds=\"{ms}\"/>\n")
+    }
+
+    /// An INVITE from a caller (UAC) to `[service]`, with our SDP offer.
+    pub fn uac_invite(caller: &str) -> String {
+        format!(
+            "<send retrans=\"500\"><![CDATA[\n\nINVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SY[call_number]\nTo: <sip:[service]@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 INVITE\nContact: <sip:{caller}@[local_ip]:[local_port];transport=[transport]>\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: [len]\n\n{SDP_BODY}]]></send>\n"
+        )
+    }
+
+    /// The caller's ACK to a 2xx, or (with `branch_back`, the distance in
+    /// scenario steps to the INVITE) to a final error inside the INVITE
+    /// transaction.
+    pub fn uac_ack(branch_back: Option<usize>) -> String {
+        let branch = branch_back
+            .map(|n| format!("[branch-{n}]"))
+            .unwrap_or("[branch]".into());
+        let (uri, cseq) = match branch_back {
+            Some(_) => ("sip:[service]@[remote_ip]:[remote_port]", "1"),
+            None => ("[next_url]", "1"),
+        };
+        format!(
+            "<send><![CDATA[\n\nACK {uri} SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch={branch}\n[last_From:]\n[last_To:]\nCall-ID: [call_id]\nCSeq: {cseq} ACK\nContact: <sip:[local_ip]:[local_port];transport=[transport]>\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n"
+        )
+    }
+
+    /// The caller hangs up.
+    pub fn uac_bye() -> String {
+        "<send retrans=\"500\"><![CDATA[\n\nBYE [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n[last_From:]\n[last_To:]\nCall-ID: [call_id]\nCSeq: 2 BYE\nContact: <sip:[local_ip]:[local_port];transport=[transport]>\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n".into()
     }
 
     /// The UAS sends BYE inside the dialog it answered.
