@@ -580,3 +580,69 @@ async fn digest_401_sha256_with_good_and_bad_password() {
 async fn digest_407_sha256_with_good_and_bad_password() {
     digest_auth(407, "SHA-256").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trunk_max_concurrent_calls_holds_extra_calls_in_queued() {
+    let Some(srv) = engine_server(Backend::Sqlite).await else {
+        return;
+    };
+    let peer = Sipp::uas("answer", &answer_then_wait_for_bye(), Transport::Udp, 3);
+    trunk_to(
+        &srv,
+        &peer,
+        Transport::Udp,
+        json!({"max_concurrent_calls": 2}),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let c = srv.create_call(json!({"to_number": TO})).await;
+        ids.push(c["id"].as_str().unwrap().to_owned());
+    }
+    let statuses = || async {
+        let mut s = Vec::new();
+        for id in &ids {
+            s.push(
+                srv.get(&format!("/calls/{id}")).await.body["status"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        }
+        s
+    };
+    let live_count = |s: &[String]| s.iter().filter(|x| *x == "IN_PROGRESS").count();
+    eventually(Duration::from_secs(15), || async {
+        (live_count(&statuses().await) == 2).then_some(())
+    })
+    .await;
+    // Several dispatch rounds later the third is still waiting, undialed.
+    let rounds_later = std::time::Instant::now() + Duration::from_millis(500);
+    while std::time::Instant::now() < rounds_later {
+        let s = statuses().await;
+        assert_eq!(live_count(&s), 2, "{s:?}");
+        assert_eq!(s.iter().filter(|x| *x == "QUEUED").count(), 1, "{s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let invites = std::fs::read_to_string(peer.path("messages.log")).unwrap_or_default();
+    assert_eq!(
+        invites
+            .lines()
+            .filter(|l| l.starts_with("INVITE sip:"))
+            .count(),
+        2,
+        "never over the trunk's limit"
+    );
+    // A slot frees: the waiting call is dialed.
+    let s = statuses().await;
+    let first_live = ids[s.iter().position(|x| x == "IN_PROGRESS").unwrap()].clone();
+    let waiting = ids[s.iter().position(|x| x == "QUEUED").unwrap()].clone();
+    srv.post(&format!("/calls/{first_live}/end"), json!({}))
+        .await;
+    wait_status(&srv, &waiting, &["IN_PROGRESS"], Duration::from_secs(15)).await;
+    for id in &ids {
+        srv.post(&format!("/calls/{id}/end"), json!({})).await;
+    }
+    peer.finish(Duration::from_secs(20)).await.assert_success();
+    srv.stop().await;
+}

@@ -1,0 +1,206 @@
+//! Media on a real call: SIPp answers and streams known speech (μ-law) and
+//! an RFC 4733 digit; the recording's far-end channel must hold the same
+//! audio and the digit must arrive once.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::sipp::{Sipp, Transport, scenario as sc, sipp_available, tool_available};
+use common::{Backend, TempDir, TestServer, eventually};
+use serde_json::json;
+use switchyard_domain::id::CallId;
+
+const TO: &str = "+14155552671";
+const FROM: &str = "+15550001000";
+
+/// Known speech: espeak-ng's voice, resampled by sox to 8 kHz μ-law (what
+/// SIPp streams) and decoded back by sox to 16-bit PCM (the reference).
+struct Speech {
+    _dir: TempDir,
+    ulaw: PathBuf,
+    reference: Vec<i16>,
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run tool");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn speech() -> Option<Speech> {
+    if !tool_available("espeak-ng", "--version") || !tool_available("sox", "--version") {
+        return None;
+    }
+    let dir = TempDir::new();
+    let wav = dir.0.join("speech.wav");
+    let ulaw = dir.0.join("speech.ul");
+    let reference = dir.0.join("reference.wav");
+    run(Command::new("espeak-ng").arg("-w").arg(&wav).arg(
+        "Load four four seven is picked up in Dallas and delivers to Memphis tomorrow at eight.",
+    ));
+    run(Command::new("sox")
+        .arg(&wav)
+        .args(["-r", "8000", "-c", "1", "-t", "ul"])
+        .arg(&ulaw));
+    run(Command::new("sox")
+        .args(["-t", "ul", "-r", "8000", "-c", "1"])
+        .arg(&ulaw)
+        .args(["-b", "16"])
+        .arg(&reference));
+    let reference = hound::WavReader::open(&reference)
+        .expect("reference wav")
+        .into_samples::<i16>()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("samples");
+    Some(Speech {
+        _dir: dir,
+        ulaw,
+        reference,
+    })
+}
+
+/// Answers, streams `ulaw` once, then digit 1 (RFC 4733), then hangs up.
+fn stream_then_digit_then_bye(ulaw: &Path, speech_ms: u64) -> String {
+    sc::doc(
+        "media",
+        &[
+            sc::recv_invite_for_bye(),
+            sc::respond(200, "OK", "", true),
+            sc::recv("ACK"),
+            format!("<nop><action><exec rtp_stream=\"{},1,0\"/></action></nop>\n", ulaw.display()),
+            sc::pause(speech_ms + 1000),
+            "<nop><action><exec play_pcap_audio=\"/usr/share/sip-tester/dtmf_2833_1.pcap\"/></action></nop>\n".into(),
+            sc::pause(1500),
+            sc::uas_bye(),
+            sc::recv_response(200, false),
+        ]
+        .concat(),
+    )
+}
+
+/// Normalised cross-correlation of `a` with `b` shifted by `lag`.
+fn correlation(a: &[i16], b: &[i16], lag: usize) -> f64 {
+    let n = a.len().min(b.len().saturating_sub(lag));
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for i in 0..n {
+        let (x, y) = (a[i] as f64, b[i + lag] as f64);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        0.0
+    } else {
+        ab / (aa.sqrt() * bb.sqrt())
+    }
+}
+
+/// The lag of `reference` in `recorded` (found on a loud stretch of the
+/// reference, then checked over all of it) and the correlation there.
+fn align(reference: &[i16], recorded: &[i16]) -> (usize, f64) {
+    let start = reference
+        .iter()
+        .position(|s| s.unsigned_abs() > 2000)
+        .unwrap_or(0);
+    let probe = &reference[start..(start + 2400).min(reference.len())];
+    let max_lag = recorded.len().saturating_sub(reference.len());
+    let mut best = (0usize, f64::MIN);
+    for lag in start..=(start + max_lag) {
+        let c = correlation(probe, recorded, lag);
+        if c > best.1 {
+            best = (lag, c);
+        }
+    }
+    let lag = best.0 - start;
+    (lag, correlation(reference, recorded, lag))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn far_end_audio_is_recorded_exactly_and_digits_arrive_once() {
+    if !sipp_available() {
+        return;
+    }
+    let Some(speech) = speech() else { return };
+    let speech_ms = speech.reference.len() as u64 * 1000 / 8000;
+    let Some(srv) = TestServer::start_with(Backend::Sqlite, |c| c.sip_enabled = true).await else {
+        return;
+    };
+    let peer = Sipp::uas(
+        "media",
+        &stream_then_digit_then_bye(&speech.ulaw, speech_ms),
+        Transport::Udp,
+        1,
+    );
+    let t = srv
+        .post(
+            "/sip-trunks",
+            json!({"name": "sipp", "host": "127.0.0.1", "port": peer.port}),
+        )
+        .await;
+    assert_eq!(t.status, 201, "{}", t.body);
+    srv.post(
+        "/phone-numbers",
+        json!({"number": FROM, "sip_trunk_id": t.body["id"]}),
+    )
+    .await;
+    let call = srv.create_call(json!({"to_number": TO})).await;
+    let id = CallId::parse(call["id"].as_str().unwrap()).unwrap();
+
+    // Listen to the call's digits from the moment it is answered.
+    let engine = srv
+        .server
+        .as_ref()
+        .and_then(|s| s.engine.clone())
+        .expect("engine");
+    let bus = eventually(Duration::from_secs(15), || async { engine.media_bus(id) }).await;
+    let mut digits = bus.digits();
+    let done = eventually(Duration::from_secs(speech_ms / 1000 + 20), || async {
+        let c = srv.get(&format!("/calls/{id}")).await.body;
+        (c["status"] == "COMPLETED" || c["status"] == "FAILED").then_some(c)
+    })
+    .await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    peer.finish(Duration::from_secs(10)).await.assert_success();
+    let mut got = Vec::new();
+    while let Ok(d) = digits.try_recv() {
+        got.push(d);
+    }
+    assert_eq!(got, ['1'], "the digit arrives once");
+
+    let path = srv
+        .config
+        .data_dir
+        .join("recordings")
+        .join(format!("{}.wav", id.uuid()));
+    let reader = hound::WavReader::open(&path).expect("recording");
+    let spec = reader.spec();
+    assert_eq!(
+        (spec.channels, spec.sample_rate, spec.bits_per_sample),
+        (2, 8000, 16)
+    );
+    let samples: Vec<i16> = reader
+        .into_samples::<i16>()
+        .collect::<Result<_, _>>()
+        .expect("samples");
+    let far: Vec<i16> = samples.chunks(2).map(|f| f[0]).collect();
+    let (lag, c) = align(&speech.reference, &far);
+    eprintln!("far-end correlation {c:.5} at lag {lag} samples");
+    assert!(
+        c >= 0.99,
+        "far-end channel correlates {c:.4} with what SIPp sent (lag {lag} samples)"
+    );
+    // The recording lasts as long as the call was answered.
+    let recorded_s = far.len() as f64 / 8000.0;
+    let answered_s = done["duration_seconds"].as_f64().expect("duration");
+    assert!(
+        (recorded_s - answered_s).abs() < 0.5,
+        "recorded {recorded_s} s of a {answered_s} s call"
+    );
+    srv.stop().await;
+}
