@@ -907,3 +907,36 @@ impl Store {
         rows.into_iter().map(CallRow::into_model).collect()
     }
 }
+
+impl Store {
+    /// Keeps an answered call's SIP dialog (the engine's JSON) while it is live.
+    pub async fn save_call_dialog(&self, call: CallId, data: &serde_json::Value) -> Result<()> {
+        on_writer!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO call_dialogs (call_id, data, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (call_id) DO UPDATE SET data = excluded.data",
+            )
+            .bind(call.uuid().to_string())
+            .bind(data.to_string())
+            .bind(timefmt::now_ms())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Removes and returns a call's stored dialog, if any.
+    pub async fn take_call_dialog(&self, call: CallId) -> Result<Option<serde_json::Value>> {
+        let row: Option<(String,)> = on_writer!(self, |pool| {
+            sqlx::query_as("DELETE FROM call_dialogs WHERE call_id = $1 RETURNING data")
+                .bind(call.uuid().to_string())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(|(data,)| {
+            serde_json::from_str(&data)
+                .map_err(|e| StoreError::Corrupt(format!("call dialog of {call}: {e}")))
+        })
+        .transpose()
+    }
+}

@@ -29,6 +29,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::bus::media_bus;
+use crate::dialog_record::DialogRecord;
 use crate::engine::{EndReason, Inner};
 use crate::media_loop::{MediaCommand, MediaNotice, MediaOutcome, MediaTask, Prompt};
 use crate::ports::RtpSockets;
@@ -104,6 +105,30 @@ impl Tracker {
             (e, _) => e,
         };
         self.advance(event, patch).await;
+    }
+}
+
+/// Keeps the dialog of an answered call with it, so that another process
+/// can hang up if this one dies.
+async fn keep_dialog(engine: &Inner, call: CallId, record: Option<DialogRecord>) {
+    let Some(record) = record else { return };
+    let saved = match serde_json::to_value(&record) {
+        Ok(v) => engine
+            .store
+            .save_call_dialog(call, &v)
+            .await
+            .map_err(anyhow::Error::from),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = saved {
+        tracing::warn!(call_id = %call, error = %e, "could not store the dialog for restart safety");
+    }
+}
+
+/// Forgets the stored dialog (before the final status is written).
+async fn forget_dialog(engine: &Inner, call: CallId) {
+    if let Err(e) = engine.store.take_call_dialog(call).await {
+        tracing::warn!(call_id = %call, error = %e, "could not remove the stored dialog");
     }
 }
 
@@ -190,8 +215,9 @@ pub(crate) async fn outbound(
         status: call.status,
         started_at: None,
     };
-    let recording = run_outbound(&engine, &call, &trunk, password, &mut end_rx, &mut tracker).await;
-    let (ending, recording) = recording;
+    let (ending, recording) =
+        run_outbound(&engine, &call, &trunk, password, &mut end_rx, &mut tracker).await;
+    forget_dialog(&engine, call.id).await;
     tracker.finish(ending, recording).await;
     let _ = done.send(true);
     engine.release(call.id);
@@ -313,6 +339,7 @@ async fn run_outbound(
         .await;
     if answered {
         tracker.started_at = Some(now);
+        keep_dialog(engine, call.id, DialogRecord::outbound(&response)).await;
     }
     tracing::info!(call_id = %call.id, codec = ?agreed.codec, remote = %agreed.remote, "call answered");
     live(
@@ -738,6 +765,7 @@ pub(crate) async fn inbound(engine: Arc<Inner>, mut tx: Transaction) -> anyhow::
     metrics::gauge!("switchyard_live_calls").set(engine.held_count() as f64);
     tracing::info!(call_id = %call.id, number = %route.number.number, "inbound call");
 
+    let invite = tx.original.clone();
     // The INVITE transaction runs beside us until the ACK (or CANCEL).
     let mut invite_dialog = dialog.clone();
     engine.tasks.spawn(async move {
@@ -760,9 +788,11 @@ pub(crate) async fn inbound(engine: Arc<Inner>, mut tx: Transaction) -> anyhow::
         &mut end_rx,
         sockets,
         (&offer, &agreed),
+        &invite,
         &mut tracker,
     )
     .await;
+    forget_dialog(&engine, call.id).await;
     tracker.finish(ending, recording).await;
     let _ = done.send(true);
     engine.release(call.id);
@@ -778,6 +808,7 @@ async fn run_inbound(
     end_rx: &mut mpsc::UnboundedReceiver<EndReason>,
     sockets: RtpSockets,
     (offer, agreed): (&SessionDescription, &Negotiated),
+    invite: &rsipstack::sip::Request,
     tracker: &mut Tracker,
 ) -> Outcome {
     let local = local_media(engine, sockets.port);
@@ -841,6 +872,12 @@ async fn run_inbound(
         .await
     {
         tracker.started_at = Some(now);
+        keep_dialog(
+            engine,
+            call.id,
+            DialogRecord::inbound(invite, &dialog.id().local_tag),
+        )
+        .await;
     }
     live(
         engine, call, dialog, state_rx, end_rx, media, local, tracker,

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::bus::MediaBus;
+use crate::dialog_record::DialogRecord;
 use crate::ports::RtpPorts;
 
 /// How the engine is set up (from the server's configuration).
@@ -306,8 +307,9 @@ impl Inner {
         }
     }
 
-    /// Live calls whose engine died are failed with `server_restart`.
-    async fn fail_orphans(&self) -> anyhow::Result<()> {
+    /// Live calls whose engine died are failed with `server_restart`; the
+    /// answered ones are hung up with BYE from their stored dialog.
+    async fn fail_orphans(self: &Arc<Self>) -> anyhow::Result<()> {
         let stale_before = if self.cfg.sole_owner {
             i64::MAX
         } else {
@@ -319,6 +321,7 @@ impl Inner {
             .orphaned_live_calls(&self.cfg.worker_id, stale_before)
             .await?;
         for call in orphans {
+            let dialog = self.store.take_call_dialog(call.id).await?;
             let now = timefmt::now_ms();
             let patch = CallPatch {
                 call_end_time: Some(now),
@@ -336,8 +339,20 @@ impl Inner {
                 Ok(_) => {
                     tracing::warn!(call_id = %call.id, status = %call.status, "call left live by a dead process: FAILED (server_restart)")
                 }
-                Err(StoreError::Stale | StoreError::NotFound) => {}
+                Err(StoreError::Stale | StoreError::NotFound) => continue,
                 Err(e) => return Err(e.into()),
+            }
+            let record = dialog.and_then(|d| serde_json::from_value::<DialogRecord>(d).ok());
+            if let Some(record) = record {
+                let me = self.clone();
+                self.tasks.spawn(async move {
+                    // At start the endpoint serves only just after this is
+                    // sent; the answer waits in the socket until then.
+                    match record.send_bye(&me.endpoint, ORPHAN_BYE_WAIT).await {
+                        Ok(code) => tracing::info!(call_id = %call.id, ?code, "BYE sent for a call left by a dead process"),
+                        Err(e) => tracing::info!(call_id = %call.id, error = %e, "BYE for a call left by a dead process failed"),
+                    }
+                });
             }
         }
         Ok(())
@@ -459,6 +474,9 @@ impl Inner {
             .await;
     }
 }
+
+/// How long a BYE to a dead process's call waits for its answer.
+const ORPHAN_BYE_WAIT: Duration = Duration::from_secs(10);
 
 /// How long `end` waits for the hang-up to complete before answering.
 const END_WAIT: Duration = Duration::from_secs(10);

@@ -9,10 +9,12 @@
 //! - [`media_loop`]: the tokio loop around one leg's sans-IO media.
 //! - [`bus`]: a live call's audio for the rest of the system.
 //! - [`ports`]: RTP/RTCP port pairs.
+//! - [`dialog_record`]: an answered call's dialog, stored so another process can hang up.
 //! - `digest_spelling`: `SHA-256` digest challenges despite rsipstack's parser.
 
 pub mod bus;
 mod call;
+pub mod dialog_record;
 mod digest_spelling;
 pub mod engine;
 pub mod media_loop;

@@ -1,0 +1,162 @@
+//! Restart safety: a server killed with calls live leaves them to the next
+//! one, which fails them with `server_restart` and hangs up the answered
+//! ones with BYE from their stored dialog.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::sipp::{Sipp, Transport, scenario as sc, sipp_available};
+use common::{TempDir, eventually};
+use serde_json::{Value, json};
+use switchyard::app::RunningServer;
+
+const JWT: &str = "test-secret-test-secret-test-secret-000";
+
+/// `switchyard serve` as a child process, killed (SIGKILL) when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the server and reads its HTTP address and first-run API key.
+fn spawn_server(dir: &TempDir, db_url: &str) -> (Process, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .arg("serve")
+        .env("SWITCHYARD_DATABASE_URL", db_url)
+        .env("SWITCHYARD_HTTP_ADDR", "127.0.0.1:0")
+        .env("SWITCHYARD_SIP_ADDR", "127.0.0.1:0")
+        .env("SWITCHYARD_DATA_DIR", &dir.0)
+        .env("SWITCHYARD_SCHEDULER_INTERVAL_MS", "50")
+        .env("SWITCHYARD_JWT_SECRET", JWT)
+        .env("SWITCHYARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn switchyard");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut key = None;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(k) = line.strip_prefix("api_key = ") {
+                key = Some(k.trim().to_owned());
+            }
+            if let Some(rest) = line.strip_prefix("Switchyard listening on http://") {
+                let addr = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = tx.send((addr, key.clone().unwrap_or_default()));
+            }
+        }
+    });
+    let (addr, key) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("server listening within 60 s");
+    assert!(!key.is_empty(), "first run printed an API key");
+    (Process(child), format!("http://{addr}"), key)
+}
+
+async fn post(http: &reqwest::Client, base: &str, key: &str, path: &str, body: Value) -> Value {
+    let r = http
+        .post(format!("{base}{path}"))
+        .header("X-API-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_left_live_by_a_killed_server_are_failed_and_hung_up() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = TempDir::new();
+    let db_url = format!("sqlite://{}", dir.0.join("switchyard.db").display());
+    let scenario = sc::doc(
+        "answer",
+        &[
+            sc::recv_invite(),
+            sc::respond(200, "OK", "", true),
+            sc::recv("ACK"),
+            sc::recv("BYE"),
+            sc::ok_in_dialog(),
+        ]
+        .concat(),
+    );
+    let peer = Sipp::uas("answer", &scenario, Transport::Udp, 1);
+
+    let (process, base, key) = spawn_server(&dir, &db_url);
+    let http = reqwest::Client::new();
+    let trunk = post(
+        &http,
+        &base,
+        &key,
+        "/sip-trunks",
+        json!({"name": "sipp", "host": "127.0.0.1", "port": peer.port}),
+    )
+    .await;
+    post(
+        &http,
+        &base,
+        &key,
+        "/phone-numbers",
+        json!({"number": "+15550001000", "sip_trunk_id": trunk["id"]}),
+    )
+    .await;
+    let call = post(
+        &http,
+        &base,
+        &key,
+        "/calls",
+        json!({"to_number": "+14155552671"}),
+    )
+    .await;
+    let id = call["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(20), || async {
+        let c: Value = http
+            .get(format!("{base}/calls/{id}"))
+            .header("X-API-Key", &key)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (c["status"] == "IN_PROGRESS").then_some(())
+    })
+    .await;
+    drop(process); // SIGKILL: no BYE, no final status.
+
+    let mut config = common::base_config(&dir.0);
+    config.database_url = db_url;
+    config.jwt_secret = Some(JWT.into());
+    config.sip_enabled = true;
+    let server = RunningServer::start(&config).await.expect("restart");
+    let call_id = switchyard_domain::id::CallId::parse(&id).unwrap();
+    let failed = server.store.get_call_unscoped(call_id).await.expect("call");
+    assert_eq!(
+        failed.status.to_string(),
+        "FAILED",
+        "failed before the server serves"
+    );
+    assert_eq!(failed.failure_reason.as_deref(), Some("server_restart"));
+    assert!(failed.call_end_time.is_some() && failed.duration_seconds.is_some());
+    // The trunk hears the BYE the dead process never sent.
+    let run = peer.finish(Duration::from_secs(20)).await;
+    run.assert_success();
+    assert_eq!(run.count_requests("BYE"), 1);
+    server.stop().await;
+}
