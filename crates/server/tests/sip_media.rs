@@ -204,3 +204,93 @@ async fn far_end_audio_is_recorded_exactly_and_digits_arrive_once() {
     );
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_survives_loss_and_reordering_and_the_recording_keeps_time() {
+    use common::relay::{Impairment, LossyRelay};
+    use std::sync::atomic::Ordering;
+    if !sipp_available() {
+        return;
+    }
+    let Some(speech) = speech() else { return };
+    let speech_ms = speech.reference.len() as u64 * 1000 / 8000;
+    let Some(srv) = TestServer::start_with(Backend::Sqlite, |c| c.sip_enabled = true).await else {
+        return;
+    };
+    let peer = Sipp::uas(
+        "media",
+        &stream_then_digit_then_bye(&speech.ulaw, speech_ms),
+        Transport::Udp,
+        1,
+    );
+    let relay = LossyRelay::start(
+        peer.addr(),
+        Impairment {
+            loss_percent: 10,
+            reorder_percent: 10,
+        },
+    )
+    .await;
+    let t = srv
+        .post(
+            "/sip-trunks",
+            json!({"name": "lossy", "host": "127.0.0.1", "port": relay.sip_port}),
+        )
+        .await;
+    assert_eq!(t.status, 201, "{}", t.body);
+    srv.post(
+        "/phone-numbers",
+        json!({"number": FROM, "sip_trunk_id": t.body["id"]}),
+    )
+    .await;
+    let call = srv.create_call(json!({"to_number": TO})).await;
+    let id = CallId::parse(call["id"].as_str().unwrap()).unwrap();
+    let run = peer
+        .finish(Duration::from_secs(speech_ms / 1000 + 20))
+        .await;
+    run.assert_success();
+    let done = eventually(Duration::from_secs(speech_ms / 1000 + 20), || async {
+        let c = srv.get(&format!("/calls/{id}")).await.body;
+        (c["status"] == "COMPLETED" || c["status"] == "FAILED").then_some(c)
+    })
+    .await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let (dropped, reordered, forwarded) = (
+        relay.dropped.load(Ordering::Relaxed),
+        relay.reordered.load(Ordering::Relaxed),
+        relay.forwarded.load(Ordering::Relaxed),
+    );
+    assert!(
+        dropped > 10 && reordered > 10 && forwarded > 100,
+        "impairment applied: {dropped} dropped, {reordered} reordered"
+    );
+
+    let path = srv
+        .config
+        .data_dir
+        .join("recordings")
+        .join(format!("{}.wav", id.uuid()));
+    let samples: Vec<i16> = hound::WavReader::open(&path)
+        .expect("recording")
+        .into_samples::<i16>()
+        .collect::<Result<_, _>>()
+        .expect("samples");
+    let far: Vec<i16> = samples.chunks(2).map(|f| f[0]).collect();
+    let recorded_s = far.len() as f64 / 8000.0;
+    let answered_s = done["duration_seconds"].as_f64().expect("duration");
+    assert!(
+        (recorded_s - answered_s).abs() < 0.5,
+        "recorded {recorded_s} s of a {answered_s} s call"
+    );
+    // Reordered packets are put back in place; lost ones are concealed, so
+    // the speech is still there, in time, at its place.
+    let (lag, c) = align(&speech.reference, &far);
+    eprintln!(
+        "with {dropped} lost and {reordered} reordered of {forwarded}: correlation {c:.4} at lag {lag}"
+    );
+    assert!(
+        c >= 0.75,
+        "far-end channel still carries the speech in time: {c:.4}"
+    );
+    srv.stop().await;
+}

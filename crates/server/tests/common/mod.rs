@@ -14,6 +14,7 @@ use switchyard::config::Config;
 use switchyard_domain::Role;
 use switchyard_domain::id::OrganizationId;
 
+pub mod relay;
 pub mod sipp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
