@@ -278,3 +278,62 @@ async fn inbound_call_ended_by_the_api_sends_bye() {
     assert_eq!(done["status"], "COMPLETED", "{done}");
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_interval_below_min_se_is_refused_with_422() {
+    let Some(srv) = engine_server(Backend::Sqlite, |_| {}).await else {
+        return;
+    };
+    our_number(&srv).await;
+    let scenario = sc::doc(
+        "short-timer",
+        &[
+            sc::uac_invite_with(CALLER, "Supported: timer\nSession-Expires: 30\n"),
+            sc::recv_response(100, true),
+            "<recv response=\"422\"><action>\n<ereg regexp=\"[0-9]+\" search_in=\"hdr\" header=\"Min-SE:\" check_it=\"true\" assign_to=\"minse\"/>\n<log message=\"MIN_SE [$minse]\"/>\n</action></recv>\n".to_owned(),
+            sc::uac_ack(Some(3)),
+        ]
+        .concat(),
+    );
+    let caller = Sipp::uac(
+        "short-timer",
+        &scenario,
+        Transport::Udp,
+        srv.sip_addr(),
+        OUR_NUMBER,
+        1,
+        &[],
+    );
+    let run = caller.finish(Duration::from_secs(20)).await;
+    run.assert_success();
+    assert!(run.log.contains("MIN_SE 90"), "{}", run.log);
+    assert!(inbound_calls(&srv).await.is_empty());
+    // With an acceptable interval the call is answered and the 200 names
+    // the caller as the refresher.
+    let scenario = sc::doc(
+        "timer",
+        &[
+            sc::uac_invite_with(CALLER, "Supported: timer\nSession-Expires: 1800\n"),
+            sc::recv_response(100, true),
+            sc::recv_response(180, true),
+            "<recv response=\"200\" rtd=\"true\" rrs=\"true\"><action>\n<ereg regexp=\"1800;refresher=uac\" search_in=\"hdr\" header=\"Session-Expires:\" check_it=\"true\" assign_to=\"se\"/>\n<log message=\"SE [$se]\"/>\n</action></recv>\n".to_owned(),
+            sc::uac_ack(None),
+            sc::uac_bye(),
+            sc::recv_response(200, false),
+        ]
+        .concat(),
+    );
+    let caller = Sipp::uac(
+        "timer",
+        &scenario,
+        Transport::Udp,
+        srv.sip_addr(),
+        OUR_NUMBER,
+        1,
+        &[],
+    );
+    let run = caller.finish(Duration::from_secs(20)).await;
+    run.assert_success();
+    assert!(run.log.contains("SE 1800;refresher=uac"), "{}", run.log);
+    srv.stop().await;
+}

@@ -646,3 +646,179 @@ async fn trunk_max_concurrent_calls_holds_extra_calls_in_queued() {
     peer.finish(Duration::from_secs(20)).await.assert_success();
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_timer_we_refresh_when_the_trunk_asks() {
+    let Some(srv) = engine_server(Backend::Sqlite).await else {
+        return;
+    };
+    // The trunk asks for a 4 s session that we (the UAC) refresh: two
+    // refreshing re-INVITEs, each carrying Session-Expires, then our BYE.
+    let refresh = [
+        "<recv request=\"INVITE\" crlf=\"true\"><action>\n\
+         <ereg regexp=\"[0-9]+\" search_in=\"hdr\" header=\"Session-Expires:\" check_it=\"true\" assign_to=\"se\"/>\n\
+         <log message=\"REFRESH [$se]\"/>\n</action></recv>\n"
+            .to_owned(),
+        sc::ok_in_dialog_with_sdp("Session-Expires: 4;refresher=uac\n"),
+        sc::recv("ACK"),
+    ]
+    .concat();
+    let scenario = sc::doc(
+        "timer",
+        &[
+            sc::recv_invite(),
+            sc::respond(
+                200,
+                "OK",
+                "Session-Expires: 4;refresher=uac\nRequire: timer\n",
+                true,
+            ),
+            sc::recv("ACK"),
+            refresh.clone(),
+            refresh,
+            sc::recv("BYE"),
+            sc::ok_in_dialog(),
+        ]
+        .concat(),
+    );
+    let peer = Sipp::uas("timer", &scenario, Transport::Udp, 1);
+    trunk_to(&srv, &peer, Transport::Udp, json!({})).await;
+    let call = srv.create_call(json!({"to_number": TO})).await;
+    let id = call["id"].as_str().unwrap().to_owned();
+    wait_status(&srv, &id, &["IN_PROGRESS"], Duration::from_secs(10)).await;
+    // Two refreshes, about 2 s apart.
+    eventually(Duration::from_secs(10), || async {
+        let log = std::fs::read_to_string(peer.path("scenario.log")).unwrap_or_default();
+        (log.matches("REFRESH 4").count() >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        srv.get(&format!("/calls/{id}")).await.body["status"],
+        "IN_PROGRESS",
+        "refreshed sessions stay up"
+    );
+    srv.post(&format!("/calls/{id}/end"), json!({})).await;
+    let done = wait_status(&srv, &id, &["COMPLETED", "FAILED"], Duration::from_secs(10)).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    peer.finish(Duration::from_secs(10)).await.assert_success();
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_timer_expires_when_the_trunk_does_not_refresh() {
+    let Some(srv) = engine_server(Backend::Sqlite).await else {
+        return;
+    };
+    // A 6 s session the trunk should refresh and does not: we hang up at
+    // 6 - min(32, 6/3) = 4 s.
+    let scenario = sc::doc(
+        "timer",
+        &[
+            sc::recv_invite(),
+            sc::respond(
+                200,
+                "OK",
+                "Session-Expires: 6;refresher=uas\nRequire: timer\n",
+                true,
+            ),
+            sc::recv("ACK"),
+            sc::recv("BYE"),
+            sc::ok_in_dialog(),
+        ]
+        .concat(),
+    );
+    let peer = Sipp::uas("timer", &scenario, Transport::Udp, 1);
+    trunk_to(&srv, &peer, Transport::Udp, json!({})).await;
+    let call = srv.create_call(json!({"to_number": TO})).await;
+    let id = call["id"].as_str().unwrap().to_owned();
+    let done = wait_status(&srv, &id, &["COMPLETED", "FAILED"], Duration::from_secs(15)).await;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(done["failure_reason"], "session_expired", "{done}");
+    let d = done["duration_seconds"].as_f64().expect("duration");
+    assert!((3.5..5.5).contains(&d), "{d}");
+    peer.finish(Duration::from_secs(10)).await.assert_success();
+    srv.stop().await;
+}
+
+/// What the trunk expects back for its re-INVITE.
+enum Expect<'a> {
+    /// A 200 whose SDP matches the regular expression; logged under the label.
+    Answer(&'a str, &'a str),
+    /// A refusal with this code.
+    Refused(u16),
+}
+
+/// A re-INVITE from the trunk (hold, codec change) carrying `sdp_media`,
+/// then the ACK (a new transaction for a 2xx, the INVITE's own for an error).
+fn uas_reinvite(cseq: u32, sdp_media: &str, expect: Expect) -> String {
+    let dialog = "From: <sip:trunk@[local_ip]:[local_port]>;tag=[pid]SY[call_number]\nTo: [$caller]\n[last_Call-ID:]\n";
+    let (recv, branch) = match expect {
+        Expect::Answer(regexp, label) => (
+            format!(
+                "<recv response=\"200\"><action>\n<ereg regexp=\"{regexp}\" search_in=\"body\" check_it=\"true\" assign_to=\"{label}\"/>\n<log message=\"{label} [${label}]\"/>\n</action></recv>\n"
+            ),
+            "[branch]",
+        ),
+        Expect::Refused(code) => (format!("<recv response=\"{code}\"/>\n"), "[branch-2]"),
+    };
+    format!(
+        "<send retrans=\"500\"><![CDATA[\n\nINVITE [$contact_uri] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n{dialog}CSeq: {cseq} INVITE\nContact: <sip:[local_ip]:[local_port];transport=[transport]>\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: [len]\n\nv=0\no=sipp 1 {cseq} IN IP[local_ip_type] [local_ip]\ns=-\nc=IN IP[media_ip_type] [media_ip]\nt=0 0\n{sdp_media}]]></send>\n\
+         {recv}\
+         <send><![CDATA[\n\nACK [$contact_uri] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch={branch}\n{dialog}CSeq: {cseq} ACK\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reinvites_for_hold_and_codec_change_are_answered() {
+    let Some(srv) = engine_server(Backend::Sqlite).await else {
+        return;
+    };
+    let scenario = sc::doc(
+        "reinvite",
+        &[
+            sc::recv_invite_for_bye(),
+            sc::respond(200, "OK", "", true),
+            sc::recv("ACK"),
+            uas_reinvite(
+                2,
+                "m=audio [media_port] RTP/AVP 0 101\na=rtpmap:0 PCMU/8000\na=rtpmap:101 telephone-event/8000\na=sendonly\n",
+                Expect::Answer("a=recvonly", "HOLD"),
+            ),
+            uas_reinvite(3, "m=audio [media_port] RTP/AVP 8\na=rtpmap:8 PCMA/8000\na=sendrecv\n", Expect::Answer("RTP/AVP 8[^0-9]", "PCMA")),
+            uas_reinvite(4, "m=audio [media_port] RTP/AVP 18\na=rtpmap:18 G729/8000\n", Expect::Refused(488)),
+            "<nop><action><log message=\"REFUSED_G729\"/></action></nop>\n".to_owned(),
+            sc::recv("BYE"),
+            sc::ok_in_dialog(),
+        ]
+        .concat(),
+    );
+    let peer = Sipp::uas("reinvite", &scenario, Transport::Udp, 1);
+    trunk_to(&srv, &peer, Transport::Udp, json!({})).await;
+    let call = srv.create_call(json!({"to_number": TO})).await;
+    let id = call["id"].as_str().unwrap().to_owned();
+    wait_status(&srv, &id, &["IN_PROGRESS"], Duration::from_secs(10)).await;
+    eventually(Duration::from_secs(15), || async {
+        let log = std::fs::read_to_string(peer.path("scenario.log")).unwrap_or_default();
+        log.contains("REFUSED_G729").then_some(())
+    })
+    .await;
+    assert_eq!(
+        srv.get(&format!("/calls/{id}")).await.body["status"],
+        "IN_PROGRESS",
+        "a refused re-INVITE keeps the call"
+    );
+    srv.post(&format!("/calls/{id}/end"), json!({})).await;
+    let run = peer.finish(Duration::from_secs(10)).await;
+    run.assert_success();
+    assert!(
+        run.log.contains("HOLD a=recvonly"),
+        "hold answered recvonly:\n{}",
+        run.log
+    );
+    assert!(
+        run.log.contains("PCMA RTP/AVP 8"),
+        "codec change answered with PCMA:\n{}",
+        run.log
+    );
+    srv.stop().await;
+}

@@ -16,6 +16,7 @@ use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::ToTypedHeader;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, StatusCode, Uri};
+use rsipstack::transaction::key::TransactionRole;
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::SipAddr;
 use switchyard_domain::id::CallId;
@@ -34,6 +35,7 @@ use crate::engine::{EndReason, Inner};
 use crate::media_loop::{MediaCommand, MediaNotice, MediaOutcome, MediaTask, Prompt};
 use crate::ports::RtpSockets;
 use crate::sdp::{self, LocalMedia, Negotiated, SessionDescription};
+use crate::session_timer::{MIN_SE_SECS, Refresher, SessionExpires, SessionTimer, lists_timer};
 
 /// Defaults for inbound calls (outbound ones carry their own).
 const INBOUND_RING_TIMEOUT_S: i64 = 30;
@@ -342,10 +344,8 @@ async fn run_outbound(
         keep_dialog(engine, call.id, DialogRecord::outbound(&response)).await;
     }
     tracing::info!(call_id = %call.id, codec = ?agreed.codec, remote = %agreed.remote, "call answered");
-    live(
-        engine, call, dialog, state_rx, end_rx, media, local, tracker,
-    )
-    .await
+    let timer = SessionTimer::for_uac(response.session_expires_header().map(|h| h.value()));
+    live(engine, call, dialog, state_rx, end_rx, media, local, timer).await
 }
 
 fn transport_failure(e: &rsipstack::Error) -> String {
@@ -438,6 +438,10 @@ enum LiveEnd {
     MaxDuration,
     NoMedia,
     DialogLost,
+    /// The other side was to refresh the session (RFC 4028) and did not.
+    SessionExpired,
+    /// Our session refresh was refused with 408/481 or went unanswered.
+    RefreshFailed,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -449,10 +453,14 @@ async fn live(
     end_rx: &mut mpsc::UnboundedReceiver<EndReason>,
     mut media: RunningMedia,
     mut local: LocalMedia,
-    _tracker: &mut Tracker,
+    timer: Option<SessionTimer>,
 ) -> Outcome {
     let max_deadline =
         Instant::now() + Duration::from_secs(call.max_duration_seconds.max(1) as u64);
+    let timer_due = |t: SessionTimer| Instant::now() + t.next_deadline();
+    let we_are_uac = dialog.role() == TransactionRole::Client;
+    let se_header = timer.map(|t| session_expires_header(t, we_are_uac));
+    let mut timer_deadline = timer.map(timer_due);
     let why = loop {
         tokio::select! {
             st = state_rx.recv() => match st {
@@ -464,7 +472,9 @@ async fn live(
                     };
                 }
                 Some(DialogState::Updated(_, req, handle)) => {
-                    answer_session_update(call.id, &req.body, &mut media, &mut local, handle).await;
+                    answer_session_update(call.id, &req.body, &mut media, &mut local, se_header.clone(), handle).await;
+                    // A re-INVITE or UPDATE from either side refreshes the session.
+                    timer_deadline = timer.map(timer_due);
                 }
                 Some(DialogState::Options(_, _, handle) | DialogState::Info(_, _, handle)) => {
                     let _ = handle.reply(StatusCode::OK).await;
@@ -486,6 +496,17 @@ async fn live(
             },
             _ = tokio::time::sleep_until(max_deadline) => break LiveEnd::MaxDuration,
             Some(MediaNotice::NoMedia) = media.notices.recv() => break LiveEnd::NoMedia,
+            _ = sleep_until_some(timer_deadline) => {
+                let Some(t) = timer else { continue };
+                if !t.we_refresh {
+                    tracing::info!(call_id = %call.id, "session expired: no refresh from the far end");
+                    break LiveEnd::SessionExpired;
+                }
+                if !refresh_session(call.id, &dialog, &mut media, &mut local, t).await {
+                    break LiveEnd::RefreshFailed;
+                }
+                timer_deadline = Some(timer_due(t));
+            }
         }
     };
     if why != LiveEnd::RemoteBye
@@ -514,9 +535,91 @@ async fn live(
         LiveEnd::Shutdown => Ending::new(CallEvent::HungUp).reason("server_shutdown"),
         LiveEnd::NoMedia => Ending::failed("no_rtp"),
         LiveEnd::DialogLost => Ending::failed("dialog_lost"),
+        LiveEnd::SessionExpired => Ending::failed("session_expired"),
+        LiveEnd::RefreshFailed => Ending::failed("session_refresh_failed"),
     };
     (ending, recording)
 }
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The `Session-Expires` we put in our refreshes and answers.
+fn session_expires_header(timer: SessionTimer, we_are_uac: bool) -> Header {
+    use crate::session_timer::{Refresher, SessionExpires};
+    let refresher = match (timer.we_refresh, we_are_uac) {
+        (true, true) | (false, false) => Refresher::Uac,
+        _ => Refresher::Uas,
+    };
+    let se = SessionExpires {
+        secs: timer.interval.as_secs(),
+        refresher: Some(refresher),
+    };
+    rsipstack::sip::headers::SessionExpires::new(se.render()).into()
+}
+
+/// Refreshes the session with a re-INVITE carrying our current description
+/// (RFC 4028 §7.4: re-INVITE is what every peer understands). False when
+/// the dialog is gone (408, 481, no answer); other refusals leave the
+/// session as it was (§10).
+async fn refresh_session(
+    call_id: CallId,
+    dialog: &InviteDialog,
+    media: &mut RunningMedia,
+    local: &mut LocalMedia,
+    timer: SessionTimer,
+) -> bool {
+    local.session_version += 1;
+    let headers = vec![
+        rsipstack::sip::ContentType::new("application/sdp").into(),
+        rsipstack::sip::Supported::new("timer").into(),
+        session_expires_header(timer, dialog.role() == TransactionRole::Client),
+    ];
+    let sent = tokio::time::timeout(
+        REFRESH_WAIT,
+        dialog.reinvite(Some(headers), Some(sdp::offer(local).into_bytes())),
+    )
+    .await;
+    let response = match sent {
+        Ok(Ok(Some(r))) => r,
+        Ok(Ok(None)) => return true,
+        Ok(Err(e)) => {
+            tracing::info!(%call_id, error = %e, "session refresh failed");
+            return false;
+        }
+        Err(_) => {
+            tracing::info!(%call_id, "session refresh unanswered");
+            return false;
+        }
+    };
+    let code = response.status_code.code();
+    if matches!(code, 408 | 481) {
+        tracing::info!(%call_id, code, "session refresh: the dialog is gone");
+        return false;
+    }
+    if (200..300).contains(&code)
+        && let Ok(agreed) = std::str::from_utf8(&response.body)
+            .map_err(|_| sdp::SdpError::Malformed("not UTF-8".into()))
+            .and_then(SessionDescription::parse)
+            .and_then(|d| sdp::negotiate(&d))
+    {
+        let params = leg_params(&agreed);
+        if params != media.params {
+            media.params = params;
+            let _ = media.commands.send(MediaCommand::Update(params));
+        }
+    }
+    tracing::debug!(%call_id, code, "session refreshed");
+    true
+}
+
+/// How long our session refresh waits for its final answer.
+const REFRESH_WAIT: Duration = Duration::from_secs(32);
 
 /// Answers a re-INVITE or UPDATE: a new offer is negotiated and applied to
 /// the media (hold, resume, codec or address change); none gets our
@@ -526,18 +629,18 @@ async fn answer_session_update(
     body: &[u8],
     media: &mut RunningMedia,
     local: &mut LocalMedia,
+    session_expires: Option<Header>,
     handle: rsipstack::dialog::dialog::TransactionHandle,
 ) {
     let sdp_header: Header = rsipstack::sip::ContentType::new("application/sdp").into();
+    // Our answer to a refresh names the interval and refresher too (§9).
+    let mut ok_headers = vec![sdp_header.clone()];
+    ok_headers.extend(session_expires);
     if body.is_empty() {
         local.session_version += 1;
         let ours = sdp::offer(local);
         let _ = handle
-            .respond(
-                StatusCode::OK,
-                Some(vec![sdp_header]),
-                Some(ours.into_bytes()),
-            )
+            .respond(StatusCode::OK, Some(ok_headers), Some(ours.into_bytes()))
             .await;
         return;
     }
@@ -556,11 +659,7 @@ async fn answer_session_update(
             local.session_version += 1;
             let answer = sdp::answer(&offer, &agreed, local);
             let _ = handle
-                .respond(
-                    StatusCode::OK,
-                    Some(vec![sdp_header]),
-                    Some(answer.into_bytes()),
-                )
+                .respond(StatusCode::OK, Some(ok_headers), Some(answer.into_bytes()))
                 .await;
         }
         Err(e) => {
@@ -682,6 +781,22 @@ pub(crate) async fn inbound(engine: Arc<Inner>, mut tx: Transaction) -> anyhow::
             .await?;
         return Ok(());
     }
+    let timer = SessionTimer::for_uas(
+        tx.original.session_expires_header().map(|h| h.value()),
+        tx.original.headers.iter().any(|h| match h {
+            Header::Supported(v) => lists_timer(v.value()),
+            Header::Require(v) => lists_timer(v.value()),
+            _ => false,
+        }),
+    );
+    if let Some((t, _)) = timer
+        && t.interval.as_secs() < MIN_SE_SECS
+    {
+        let min_se = Header::Other("Min-SE".into(), MIN_SE_SECS.to_string());
+        tx.reply_with(StatusCode::SessionIntervalTooSmall, vec![min_se], None)
+            .await?;
+        return Ok(());
+    }
     let offer = std::str::from_utf8(&tx.original.body)
         .map_err(|_| sdp::SdpError::Malformed("the SDP offer is not UTF-8".into()))
         .and_then(|text| {
@@ -789,6 +904,7 @@ pub(crate) async fn inbound(engine: Arc<Inner>, mut tx: Transaction) -> anyhow::
         sockets,
         (&offer, &agreed),
         &invite,
+        timer,
         &mut tracker,
     )
     .await;
@@ -809,6 +925,7 @@ async fn run_inbound(
     sockets: RtpSockets,
     (offer, agreed): (&SessionDescription, &Negotiated),
     invite: &rsipstack::sip::Request,
+    timer: Option<(SessionTimer, SessionExpires)>,
     tracker: &mut Tracker,
 ) -> Outcome {
     let local = local_media(engine, sockets.port);
@@ -818,7 +935,15 @@ async fn run_inbound(
     // words are not clipped.
     let media = start_media(engine, call, sockets, agreed);
     let sdp_header: Header = rsipstack::sip::ContentType::new("application/sdp").into();
-    if let Err(e) = dialog.accept(Some(vec![sdp_header]), Some(answer.into_bytes())) {
+    let mut headers = vec![sdp_header];
+    if let Some((_, se)) = timer {
+        headers.push(rsipstack::sip::headers::SessionExpires::new(se.render()).into());
+        if se.refresher == Some(Refresher::Uac) {
+            headers.push(rsipstack::sip::headers::Require::new("timer").into());
+        }
+    }
+    let timer = timer.map(|(t, _)| t);
+    if let Err(e) = dialog.accept(Some(headers), Some(answer.into_bytes())) {
         tracing::warn!(call_id = %call.id, error = %e, "could not answer");
         let _ = media.commands.send(MediaCommand::Stop);
         let _ = media.join.await;
@@ -879,10 +1004,7 @@ async fn run_inbound(
         )
         .await;
     }
-    live(
-        engine, call, dialog, state_rx, end_rx, media, local, tracker,
-    )
-    .await
+    live(engine, call, dialog, state_rx, end_rx, media, local, timer).await
 }
 
 /// The organization number an INVITE's Request-URI user names: as written,

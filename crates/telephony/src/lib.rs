@@ -9,6 +9,7 @@
 //! - [`media_loop`]: the tokio loop around one leg's sans-IO media.
 //! - [`bus`]: a live call's audio for the rest of the system.
 //! - [`ports`]: RTP/RTCP port pairs.
+//! - [`session_timer`]: RFC 4028 session timers (who refreshes, when to give up).
 //! - [`dialog_record`]: an answered call's dialog, stored so another process can hang up.
 //! - `digest_spelling`: `SHA-256` digest challenges despite rsipstack's parser.
 
@@ -20,5 +21,6 @@ pub mod engine;
 pub mod media_loop;
 pub mod ports;
 pub mod sdp;
+pub mod session_timer;
 
 pub use engine::{Engine, EngineConfig};

@@ -378,6 +378,13 @@ pub mod scenario {
         "<send><![CDATA[\n\nSIP/2.0 200 OK\n[last_Via:]\n[last_From:]\n[last_To:]\n[last_Call-ID:]\n[last_CSeq:]\nContact: <sip:[local_ip]:[local_port];transport=[transport]>\nContent-Length: 0\n\n]]></send>\n".into()
     }
 
+    /// 200 with our SDP to an in-dialog re-INVITE (its To has a tag already).
+    pub fn ok_in_dialog_with_sdp(extra: &str) -> String {
+        format!(
+            "<send retrans=\"500\"><![CDATA[\n\nSIP/2.0 200 OK\n[last_Via:]\n[last_From:]\n[last_To:]\n[last_Call-ID:]\n[last_CSeq:]\nContact: <sip:[local_ip]:[local_port];transport=[transport]>\n{extra}Content-Type: application/sdp\nContent-Length: [len]\n\n{SDP_BODY}]]></send>\n"
+        )
+    }
+
     /// Our SDP: PCMU and telephone-event on SIPp's media port.
     pub const SDP_BODY: &str = "v=0\no=sipp 1 1 IN IP[local_ip_type] [local_ip]\ns=-\nc=IN IP[media_ip_type] [media_ip]\nt=0 0\nm=audio [media_port] RTP/AVP 0 101\na=rtpmap:0 PCMU/8000\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-15\na=ptime:20\na=sendrecv\n";
 
@@ -402,8 +409,13 @@ pub mod scenario {
 
     /// An INVITE from a caller (UAC) to `[service]`, with our SDP offer.
     pub fn uac_invite(caller: &str) -> String {
+        uac_invite_with(caller, "")
+    }
+
+    /// [`uac_invite`] with extra header lines (each ending in `\n`).
+    pub fn uac_invite_with(caller: &str, extra: &str) -> String {
         format!(
-            "<send retrans=\"500\"><![CDATA[\n\nINVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SY[call_number]\nTo: <sip:[service]@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 INVITE\nContact: <sip:{caller}@[local_ip]:[local_port];transport=[transport]>\nMax-Forwards: 70\nContent-Type: application/sdp\nContent-Length: [len]\n\n{SDP_BODY}]]></send>\n"
+            "<send retrans=\"500\"><![CDATA[\n\nINVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\nFrom: <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SY[call_number]\nTo: <sip:[service]@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 INVITE\nContact: <sip:{caller}@[local_ip]:[local_port];transport=[transport]>\nMax-Forwards: 70\n{extra}Content-Type: application/sdp\nContent-Length: [len]\n\n{SDP_BODY}]]></send>\n"
         )
     }
 
