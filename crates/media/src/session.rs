@@ -86,8 +86,9 @@ impl LegMedia {
         Self {
             params,
             sender: RtpSender::new(ssrc, first_seq, first_ts),
-            // 1 to 10 frames of delay (20 to 200 ms), adapting to the network.
-            jitter: JitterBuffer::new(FRAME_SAMPLES as u32, SAMPLE_RATE, 1, 10),
+            // 3 to 10 frames of delay (60 to 200 ms), adapting to the network:
+            // 60 ms rides out the scheduling hiccups of a busy sender.
+            jitter: JitterBuffer::new(FRAME_SAMPLES as u32, SAMPLE_RATE, 3, 10),
             reframer: Reframer::default(),
             dtmf_in: DtmfReceiver::new(),
             reception: ReceptionStats::new(),

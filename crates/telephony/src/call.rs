@@ -3,6 +3,7 @@
 //! hang-up. The task is the only writer of its call's status while the
 //! engine holds it.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::BufWriter;
 use std::net::{IpAddr, SocketAddr};
@@ -262,17 +263,22 @@ async fn run_outbound(
     let ring_deadline =
         Instant::now() + Duration::from_secs(call.ring_timeout_seconds.max(1) as u64);
     let mut cancelled: Option<CancelCause> = None;
+    // Requests in the new dialog can overtake the INVITE's own completion
+    // (a re-INVITE right after the ACK): they wait here for the live loop.
+    let mut early_states = VecDeque::new();
     let result = loop {
         tokio::select! {
             r = &mut invite => break r,
-            st = state_rx.recv() => {
-                if let Some(DialogState::Early(_, resp)) = st
-                    && matches!(tracker.status, CallStatus::Dialing | CallStatus::Ringing)
-                {
-                    let code = resp.status_code.code();
-                    tracker.advance(CallEvent::Ringing, CallPatch { sip_status: Some(code as i64), ..Default::default() }).await;
+            st = state_rx.recv() => match st {
+                Some(DialogState::Early(_, resp)) => {
+                    if matches!(tracker.status, CallStatus::Dialing | CallStatus::Ringing) {
+                        let code = resp.status_code.code();
+                        tracker.advance(CallEvent::Ringing, CallPatch { sip_status: Some(code as i64), ..Default::default() }).await;
+                    }
                 }
-            }
+                Some(other) => early_states.push_back(other),
+                None => {}
+            },
             _ = tokio::time::sleep_until(ring_deadline), if cancelled.is_none() => {
                 cancelled = Some(CancelCause::RingTimeout);
                 if let Err(e) = dialog.cancel().await {
@@ -345,7 +351,11 @@ async fn run_outbound(
     }
     tracing::info!(call_id = %call.id, codec = ?agreed.codec, remote = %agreed.remote, "call answered");
     let timer = SessionTimer::for_uac(response.session_expires_header().map(|h| h.value()));
-    live(engine, call, dialog, state_rx, end_rx, media, local, timer).await
+    let states = PendingStates {
+        early: early_states,
+        rx: state_rx,
+    };
+    live(engine, call, dialog, states, end_rx, media, local, timer).await
 }
 
 fn transport_failure(e: &rsipstack::Error) -> String {
@@ -449,7 +459,7 @@ async fn live(
     engine: &Arc<Inner>,
     call: &Call,
     dialog: InviteDialog,
-    mut state_rx: DialogStateReceiver,
+    mut states: PendingStates,
     end_rx: &mut mpsc::UnboundedReceiver<EndReason>,
     mut media: RunningMedia,
     mut local: LocalMedia,
@@ -463,7 +473,7 @@ async fn live(
     let mut timer_deadline = timer.map(timer_due);
     let why = loop {
         tokio::select! {
-            st = state_rx.recv() => match st {
+            st = states.next() => match st {
                 Some(DialogState::Terminated(_, reason)) => {
                     tracing::info!(call_id = %call.id, ?reason, "dialog ended by the far end");
                     break match reason {
@@ -539,6 +549,22 @@ async fn live(
         LiveEnd::RefreshFailed => Ending::failed("session_refresh_failed"),
     };
     (ending, recording)
+}
+
+/// A dialog's state changes: those that came before the live loop ran,
+/// then the channel.
+struct PendingStates {
+    early: VecDeque<DialogState>,
+    rx: DialogStateReceiver,
+}
+
+impl PendingStates {
+    async fn next(&mut self) -> Option<DialogState> {
+        match self.early.pop_front() {
+            Some(s) => Some(s),
+            None => self.rx.recv().await,
+        }
+    }
 }
 
 /// Sleeps until `deadline`, or forever without one.
@@ -950,12 +976,15 @@ async fn run_inbound(
         return (Ending::failed("answer_failed"), None);
     }
     // Wait for the ACK: the call is live only then.
+    let mut early_states = VecDeque::new();
     let confirmed = loop {
         tokio::select! {
             st = state_rx.recv() => match st {
                 Some(DialogState::Confirmed(..)) => break Ok(()),
                 Some(DialogState::Terminated(_, reason)) => break Err(reason),
-                Some(_) => {}
+                // Kept for the live loop (nothing else may be dropped with
+                // its transaction unanswered).
+                Some(other) => early_states.push_back(other),
                 None => break Err(TerminatedReason::Timeout),
             },
             r = end_rx.recv() => {
@@ -1004,7 +1033,11 @@ async fn run_inbound(
         )
         .await;
     }
-    live(engine, call, dialog, state_rx, end_rx, media, local, timer).await
+    let states = PendingStates {
+        early: early_states,
+        rx: state_rx,
+    };
+    live(engine, call, dialog, states, end_rx, media, local, timer).await
 }
 
 /// The organization number an INVITE's Request-URI user names: as written,

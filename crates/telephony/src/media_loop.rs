@@ -118,6 +118,13 @@ impl MediaTask {
                     }
                 }
                 at = ticker.tick() => {
+                    // What has arrived goes into the jitter buffer before a
+                    // frame is taken out: after a stall the ticks fire back
+                    // to back, and packets still queued in the socket would
+                    // otherwise be concealed, then dropped as late.
+                    while let Ok((n, from)) = self.sockets.rtp.try_recv_from(&mut rtp_buf) {
+                        self.leg.receive_rtp(now_ms(Instant::now()), from, &rtp_buf[..n]);
+                    }
                     let now = now_ms(at);
                     ticks += 1;
                     let (_, far) = self.leg.pull_far_frame(now);
