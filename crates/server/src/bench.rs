@@ -148,6 +148,8 @@ pub async fn run_api(base: &Config, args: ApiBenchArgs) -> anyhow::Result<()> {
         scheduler_interval_ms: 3_600_000,
         jwt_secret: None,
         sip_trunks: Vec::new(),
+        // The API alone: created calls stay QUEUED, nothing is dialled.
+        sip_enabled: false,
         ..base.clone()
     };
     let server = RunningServer::start(&config).await?;

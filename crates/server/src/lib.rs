@@ -2,5 +2,6 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_sip;
 pub mod bootstrap;
 pub mod config;

@@ -42,6 +42,8 @@ enum Command {
 enum Bench {
     /// API throughput and latency with wrk, against a seeded database.
     Api(switchyard::bench::ApiBenchArgs),
+    /// The SIP engine under SIPp load: call setup rate, or calls held with media.
+    Sip(switchyard::bench_sip::SipBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -212,6 +214,7 @@ async fn main() -> anyhow::Result<()> {
             store.close().await;
         }
         Command::Bench(Bench::Api(args)) => switchyard::bench::run_api(&config, args).await?,
+        Command::Bench(Bench::Sip(args)) => switchyard::bench_sip::run_sip(&config, args).await?,
         Command::Admin(cmd) => {
             std::fs::create_dir_all(&config.data_dir)?;
             admin(&config, cmd).await?

@@ -528,6 +528,7 @@ async fn live(
     engine.dialogs.remove_dialog(&dialog.id());
     let _ = media.commands.send(MediaCommand::Stop);
     let outcome = media.join.await.unwrap_or_default();
+    engine.media_totals.add(&outcome);
     tracing::info!(
         call_id = %call.id, ?why,
         received = outcome.stats.packets_received, sent = outcome.stats.packets_sent,

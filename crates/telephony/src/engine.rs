@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,6 +79,71 @@ pub enum EndReason {
     Shutdown,
 }
 
+/// Media counters summed over the calls this engine has finished (for
+/// benchmarks and metrics).
+#[derive(Debug, Default)]
+pub struct MediaTotals {
+    pub calls: AtomicU64,
+    pub ticks: AtomicU64,
+    pub late_ticks: AtomicU64,
+    pub packets_received: AtomicU64,
+    pub packets_sent: AtomicU64,
+    pub packets_lost: AtomicU64,
+    pub frames_concealed: AtomicU64,
+    pub frames_late: AtomicU64,
+    pub send_drops: AtomicU64,
+}
+
+/// A copy of [`MediaTotals`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MediaTotalsSnapshot {
+    pub calls: u64,
+    pub ticks: u64,
+    pub late_ticks: u64,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub packets_lost: u64,
+    pub frames_concealed: u64,
+    pub frames_late: u64,
+    pub send_drops: u64,
+}
+
+impl MediaTotals {
+    pub(crate) fn add(&self, o: &crate::media_loop::MediaOutcome) {
+        let add = |c: &AtomicU64, v: u64| c.fetch_add(v, Ordering::Relaxed);
+        add(&self.calls, 1);
+        add(&self.ticks, o.ticks);
+        add(&self.late_ticks, o.late_ticks);
+        add(&self.packets_received, o.stats.packets_received);
+        add(&self.packets_sent, o.stats.packets_sent);
+        add(&self.packets_lost, o.stats.packets_lost.max(0) as u64);
+        add(&self.frames_concealed, o.stats.frames_concealed);
+        add(&self.frames_late, o.stats.frames_late);
+        add(&self.send_drops, o.send_drops);
+        metrics::counter!("switchyard_rtp_packets_received_total")
+            .increment(o.stats.packets_received);
+        metrics::counter!("switchyard_rtp_packets_sent_total").increment(o.stats.packets_sent);
+        metrics::counter!("switchyard_rtp_packets_lost_total")
+            .increment(o.stats.packets_lost.max(0) as u64);
+        metrics::counter!("switchyard_media_late_ticks_total").increment(o.late_ticks);
+    }
+
+    fn snapshot(&self) -> MediaTotalsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MediaTotalsSnapshot {
+            calls: get(&self.calls),
+            ticks: get(&self.ticks),
+            late_ticks: get(&self.late_ticks),
+            packets_received: get(&self.packets_received),
+            packets_sent: get(&self.packets_sent),
+            packets_lost: get(&self.packets_lost),
+            frames_concealed: get(&self.frames_concealed),
+            frames_late: get(&self.frames_late),
+            send_drops: get(&self.send_drops),
+        }
+    }
+}
+
 pub(crate) struct Inner {
     pub cfg: EngineConfig,
     pub store: Store,
@@ -92,6 +158,7 @@ pub(crate) struct Inner {
     /// Every task the engine starts, so that shutdown can wait for them
     /// (they hold the store; the SQLite owner lock goes with the last one).
     pub tasks: TaskTracker,
+    pub media_totals: MediaTotals,
 }
 
 /// The engine; cheap to clone.
@@ -130,6 +197,7 @@ impl Engine {
             dispatching: tokio::sync::Mutex::new(()),
             cancel,
             tasks: TaskTracker::new(),
+            media_totals: MediaTotals::default(),
         });
         inner.store.worker_heartbeat(&inner.cfg.worker_id).await?;
         inner.fail_orphans().await?;
@@ -163,6 +231,11 @@ impl Engine {
             .ok()?
             .get(&call)
             .and_then(|h| h.bus.clone())
+    }
+
+    /// Media counters over the calls finished so far.
+    pub fn media_totals(&self) -> MediaTotalsSnapshot {
+        self.inner.media_totals.snapshot()
     }
 
     /// Calls held now.

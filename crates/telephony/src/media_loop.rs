@@ -45,6 +45,10 @@ pub struct MediaOutcome {
     pub recording_error: Option<String>,
     /// Datagrams the socket refused to send (full buffer).
     pub send_drops: u64,
+    /// 20 ms ticks run, and those that ran a frame or more behind time (the
+    /// loop could not keep up).
+    pub ticks: u64,
+    pub late_ticks: u64,
 }
 
 /// The outbound audio until the agent speaks: a prompt once, then silence.
@@ -127,6 +131,9 @@ impl MediaTask {
                     }
                     let now = now_ms(at);
                     ticks += 1;
+                    if Instant::now().duration_since(at) >= Duration::from_millis(20) {
+                        outcome.late_ticks += 1;
+                    }
                     let (_, far) = self.leg.pull_far_frame(now);
                     while let Some(d) = self.leg.next_digit() {
                         let _ = self.bus.digits.send(d.as_char());
@@ -169,6 +176,7 @@ impl MediaTask {
             }
         }
         outcome.stats = self.leg.stats();
+        outcome.ticks = ticks;
         if let Some(rec) = self.recorder.take() {
             let samples = rec.samples_per_channel();
             match rec.finish() {
