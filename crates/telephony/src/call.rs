@@ -33,10 +33,11 @@ use tokio::time::Instant;
 use crate::bus::media_bus;
 use crate::dialog_record::DialogRecord;
 use crate::engine::{EndReason, Inner};
+use crate::invite::AcceptableInvite;
 use crate::media_loop::{MediaCommand, MediaNotice, MediaOutcome, MediaTask, Prompt};
 use crate::ports::RtpSockets;
 use crate::sdp::{self, LocalMedia, Negotiated, SessionDescription};
-use crate::session_timer::{MIN_SE_SECS, Refresher, SessionExpires, SessionTimer, lists_timer};
+use crate::session_timer::{Refresher, SessionExpires, SessionTimer};
 
 /// Defaults for inbound calls (outbound ones carry their own).
 const INBOUND_RING_TIMEOUT_S: i64 = 30;
@@ -808,44 +809,15 @@ pub(crate) async fn inbound(engine: Arc<Inner>, mut tx: Transaction) -> anyhow::
             .await?;
         return Ok(());
     }
-    let timer = SessionTimer::for_uas(
-        tx.original.session_expires_header().map(|h| h.value()),
-        tx.original.headers.iter().any(|h| match h {
-            Header::Supported(v) => lists_timer(v.value()),
-            Header::Require(v) => lists_timer(v.value()),
-            _ => false,
-        }),
-    );
-    if let Some((t, _)) = timer
-        && t.interval.as_secs() < MIN_SE_SECS
-    {
-        let min_se = Header::Other("Min-SE".into(), MIN_SE_SECS.to_string());
-        tx.reply_with(StatusCode::SessionIntervalTooSmall, vec![min_se], None)
-            .await?;
-        return Ok(());
-    }
-    let offer = std::str::from_utf8(&tx.original.body)
-        .map_err(|_| sdp::SdpError::Malformed("the SDP offer is not UTF-8".into()))
-        .and_then(|text| {
-            if text.trim().is_empty() {
-                Err(sdp::SdpError::NotAcceptable(
-                    "an INVITE without an SDP offer is not supported".into(),
-                ))
-            } else {
-                SessionDescription::parse(text)
-            }
-        });
-    let (offer, agreed) = match offer.and_then(|o| sdp::negotiate(&o).map(|a| (o, a))) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::info!(number = %dialled, error = %e, "INVITE refused: media");
-            let warning: Header =
-                rsipstack::sip::Warning::new(format!("399 switchyard \"{e}\"")).into();
-            let status = match e {
-                sdp::SdpError::Malformed(_) => StatusCode::BadRequest,
-                _ => StatusCode::NotAcceptableHere,
-            };
-            tx.reply_with(status, vec![warning], None).await?;
+    let AcceptableInvite {
+        offer,
+        agreed,
+        timer,
+    } = match crate::invite::screen(&tx.original) {
+        Ok(ok) => ok,
+        Err(refusal) => {
+            tracing::info!(number = %dialled, status = %refusal.status, reason = %refusal.reason, "INVITE refused");
+            tx.reply_with(refusal.status, refusal.headers, None).await?;
             return Ok(());
         }
     };

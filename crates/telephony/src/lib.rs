@@ -11,13 +11,15 @@
 //! - [`ports`]: RTP/RTCP port pairs.
 //! - [`session_timer`]: RFC 4028 session timers (who refreshes, when to give up).
 //! - [`dialog_record`]: an answered call's dialog, stored so another process can hang up.
-//! - `digest_spelling`: `SHA-256` digest challenges despite rsipstack's parser.
+//! - [`invite`]: a new INVITE's timer and offer accepted or refused, sans-IO.
+//! - [`digest_spelling`]: `SHA-256` digest challenges despite rsipstack's parser.
 
 pub mod bus;
 mod call;
 pub mod dialog_record;
-mod digest_spelling;
+pub mod digest_spelling;
 pub mod engine;
+pub mod invite;
 pub mod media_loop;
 pub mod ports;
 pub mod sdp;
