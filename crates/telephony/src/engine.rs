@@ -337,6 +337,15 @@ impl Inner {
                 });
                 continue;
             }
+            if has_to_tag(&tx.original) {
+                // Inside a dialog we do not know (yet): a peer can send a
+                // re-INVITE right behind its 200 OK, before our side of the
+                // INVITE has made the dialog. Wait for it a moment, then
+                // 481 (RFC 3261 §12.2.2); never a new call.
+                let me = self.clone();
+                self.tasks.spawn(async move { me.late_in_dialog(tx).await });
+                continue;
+            }
             let me = self.clone();
             self.tasks.spawn(async move {
                 let method = tx.original.method;
@@ -360,6 +369,33 @@ impl Inner {
                     tracing::debug!(error = %e, %method, "request handling failed");
                 }
             });
+        }
+    }
+
+    async fn late_in_dialog(
+        self: Arc<Self>,
+        mut tx: rsipstack::transaction::transaction::Transaction,
+    ) {
+        let deadline = tokio::time::Instant::now() + LATE_DIALOG_WAIT;
+        loop {
+            if let Some(mut dialog) = self.dialogs.match_dialog(&tx) {
+                if let Err(e) = dialog.handle(&mut tx).await {
+                    tracing::debug!(error = %e, "in-dialog request failed");
+                }
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline || self.cancel.is_cancelled() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let method = tx.original.method;
+        if method == Method::Ack {
+            return;
+        }
+        tracing::debug!(%method, "request for a dialog that does not exist: 481");
+        if let Err(e) = tx.reply(StatusCode::CallTransactionDoesNotExist).await {
+            tracing::debug!(error = %e, "481 not sent");
         }
     }
 
@@ -548,6 +584,18 @@ impl Inner {
     }
 }
 
+/// How long a request inside an unknown dialog waits for that dialog.
+const LATE_DIALOG_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether a request carries a To tag: it belongs to an existing dialog.
+fn has_to_tag(req: &rsipstack::sip::Request) -> bool {
+    use rsipstack::sip::prelude::HeadersExt;
+    req.to_header()
+        .ok()
+        .and_then(|to| to.tag().ok().flatten())
+        .is_some()
+}
+
 /// How long a BYE to a dead process's call waits for its answer.
 const ORPHAN_BYE_WAIT: Duration = Duration::from_secs(10);
 
@@ -585,5 +633,29 @@ impl Telephony for Engine {
         // the SIP timers, after 32 s).
         let _ = tokio::time::timeout(END_WAIT, done.wait_for(|d| *d)).await;
         Ok(EndOutcome::Signalled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsipstack::sip::SipMessage;
+
+    fn request(to: &str) -> rsipstack::sip::Request {
+        let text = format!(
+            "INVITE sip:a@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n\
+             From: <sip:b@127.0.0.1>;tag=f\r\nTo: {to}\r\nCall-ID: c\r\nCSeq: 2 INVITE\r\n\
+             Content-Length: 0\r\n\r\n"
+        );
+        match SipMessage::try_from(text.as_bytes()) {
+            Ok(SipMessage::Request(r)) => r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_to_tag_marks_a_request_inside_a_dialog() {
+        assert!(has_to_tag(&request("<sip:a@127.0.0.1>;tag=abc")));
+        assert!(!has_to_tag(&request("<sip:a@127.0.0.1>")));
     }
 }
