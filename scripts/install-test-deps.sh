@@ -55,13 +55,18 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   fi
 fi
 
-# A virtual environment at .venv with the PyPI openapi-spec-validator, which
-# the OpenAPI test in crates/server/tests runs on the served document.
+# A virtual environment at .venv with what the tests run from PyPI:
+#   openapi-spec-validator  checks the served OpenAPI document
+#   moto[server]            a real S3 API on loopback (moto_server) for the
+#                           recordings' S3 storage test
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 if ! .venv/bin/python -c "import openapi_spec_validator" 2>/dev/null; then
   .venv/bin/python -m pip install -q --disable-pip-version-check openapi-spec-validator
+fi
+if [ ! -x .venv/bin/moto_server ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check 'moto[server]'
 fi
 
 echo "install-test-deps: ready"

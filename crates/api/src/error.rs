@@ -16,7 +16,7 @@ pub struct ErrorEnvelope {
 pub struct ErrorBody {
     /// Machine-readable: validation_error, not_authenticated, insufficient_permissions, not_found,
     /// method_not_allowed, already_exists, rate_limit_exceeded, internal_error, invalid_id_format,
-    /// call_not_live, invalid_state, conflict, no_route, payload_too_large.
+    /// call_not_live, invalid_state, conflict, no_route, payload_too_large, range_not_satisfiable.
     pub code: String,
     pub message: String,
     /// The request parameter at fault, e.g. `stops[0].location.city`; always present, `null`
@@ -56,6 +56,11 @@ impl IntoResponse for ApiError {
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if let Some(size) = e.range_size
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
         }
         response
     }

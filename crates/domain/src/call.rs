@@ -74,6 +74,44 @@ string_enum! {
     }
 }
 
+/// What recordings are served as: AAC-LC in MP4 (`.m4a`).
+pub const RECORDING_CONTENT_TYPE: &str = "audio/mp4";
+
+string_enum! {
+    /// A side of a recording: both (customer left; agent and joined humans
+    /// right), or one of them alone.
+    RecordingChannel { Stereo => "stereo", Customer => "customer", Agent => "agent" }
+}
+
+impl RecordingChannel {
+    /// The object's name beside the recording's other files.
+    pub const fn object_name(self) -> &'static str {
+        match self {
+            RecordingChannel::Stereo => "stereo.m4a",
+            RecordingChannel::Customer => "customer.m4a",
+            RecordingChannel::Agent => "agent.m4a",
+        }
+    }
+}
+
+impl RecordingStatus {
+    /// The recording's life: RECORDING while the call is live, PROCESSING
+    /// after the hang-up, AVAILABLE once stored, DELETED after retention or
+    /// on request; FAILED from RECORDING or PROCESSING (and deletable).
+    pub const fn may_become(self, next: RecordingStatus) -> bool {
+        use RecordingStatus::*;
+        matches!(
+            (self, next),
+            (Recording, Processing)
+                | (Recording, Failed)
+                | (Processing, Available)
+                | (Processing, Failed)
+                | (Available, Deleted)
+                | (Failed, Deleted)
+        )
+    }
+}
+
 string_enum! {
     AnsweredBy { Human => "HUMAN", Machine => "MACHINE", Unknown => "UNKNOWN" }
 }
@@ -259,5 +297,26 @@ mod tests {
             Some(CallStatus::InProgress)
         );
         assert_eq!(CallStatus::parse("LIVE"), None);
+    }
+
+    #[test]
+    fn a_recording_moves_forward_only() {
+        use RecordingStatus::*;
+        let path = [Recording, Processing, Available, Deleted];
+        for w in path.windows(2) {
+            assert!(w[0].may_become(w[1]), "{} → {}", w[0], w[1]);
+        }
+        assert!(Processing.may_become(Failed) && Failed.may_become(Deleted));
+        for (from, to) in [
+            (Available, Processing),
+            (Deleted, Available),
+            (Available, Failed),
+            (Recording, Available),
+        ] {
+            assert!(!from.may_become(to), "{from} → {to}");
+        }
+        for s in RecordingStatus::ALL {
+            assert!(!s.may_become(*s));
+        }
     }
 }

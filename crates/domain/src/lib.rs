@@ -14,7 +14,8 @@ pub mod role;
 pub mod timefmt;
 
 pub use call::{
-    AnsweredBy, CallDirection, CallEvent, CallStatus, IllegalTransition, RecordingStatus,
+    AnsweredBy, CallDirection, CallEvent, CallStatus, IllegalTransition, RECORDING_CONTENT_TYPE,
+    RecordingChannel, RecordingStatus,
 };
 pub use event::EventType;
 pub use id::{Id, IdError, IdKind};

@@ -9,11 +9,13 @@
 //! - [`jitter`]: an adaptive jitter buffer with loss concealment.
 //! - [`rtcp`]: reception statistics, sender and receiver reports.
 //! - [`recorder`]: the live stereo WAV recording of a call.
+//! - [`m4a`]: that WAV turned into the `audio/mp4` (AAC-LC) files people play.
 //! - [`session`]: one call leg's media (all of the above, per datagram and per tick).
 
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+pub mod m4a;
 pub mod recorder;
 pub mod rtcp;
 pub mod rtp;

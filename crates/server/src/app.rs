@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use switchyard_api::{AppState, Limits, RateLimitConfig};
+use switchyard_recordings::{ObjectStorage, RecordingWorker, WorkerConfig};
+use switchyard_service::recordings::{RecordingStorage, Recordings};
 use switchyard_service::scheduler::Scheduler;
 use switchyard_service::{AuthService, Services};
 use switchyard_store::{Store, StoreOptions};
 use switchyard_telephony::{Engine, EngineConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::bootstrap;
 use crate::config::Config;
@@ -46,7 +49,11 @@ pub async fn open_store(config: &Config, as_server: bool) -> anyhow::Result<Stor
 }
 
 /// Starts the SIP engine from the configuration.
-async fn start_engine(config: &Config, store: &Store) -> anyhow::Result<Engine> {
+async fn start_engine(
+    config: &Config,
+    store: &Store,
+    recordings_waker: Arc<tokio::sync::Notify>,
+) -> anyhow::Result<Engine> {
     let addrs = config.engine_addresses()?;
     let prompt = config
         .prompt_file
@@ -62,6 +69,7 @@ async fn start_engine(config: &Config, store: &Store) -> anyhow::Result<Engine> 
         max_calls: config.max_live_calls,
         prompt,
         recordings_dir: config.data_dir.join("recordings"),
+        record_inbound: config.record_inbound_calls,
         no_media_timeout: Duration::from_secs(config.no_media_timeout_seconds.max(1)),
         worker_id: format!(
             "engine-{}-{}",
@@ -70,6 +78,7 @@ async fn start_engine(config: &Config, store: &Store) -> anyhow::Result<Engine> 
         ),
         sole_owner: store.backend() == switchyard_store::Backend::Sqlite,
         heartbeat_interval: Duration::from_secs(5),
+        recordings_waker: Some(recordings_waker),
     };
     Engine::start(engine_config, store.clone()).await
 }
@@ -84,6 +93,7 @@ pub struct RunningServer {
     /// What first-run bootstrap created, if this start created it.
     pub initial: Option<bootstrap::InitialCredentials>,
     shutdown: watch::Sender<bool>,
+    recordings_stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -98,8 +108,32 @@ impl RunningServer {
             &secret,
             Duration::from_secs(config.token_ttl_seconds),
         ));
+        let storage: Arc<dyn RecordingStorage> =
+            Arc::new(ObjectStorage::open(&config.recording_storage()?)?);
+        let recordings_dir = config.data_dir.join("recordings");
+        let recording_worker = RecordingWorker::new(
+            store.clone(),
+            storage.clone(),
+            WorkerConfig {
+                source_dir: recordings_dir,
+                worker_id: format!(
+                    "recordings-{}-{}",
+                    std::process::id(),
+                    uuid::Uuid::new_v4().simple()
+                ),
+                sole_owner: store.backend() == switchyard_store::Backend::Sqlite,
+                concurrency: config.recording_workers,
+                poll_interval: Duration::from_secs(2),
+                lease: Duration::from_secs(600),
+                retention_days: config.recording_retention_days,
+                retention_sweep_interval: Duration::from_secs(
+                    config.recording_retention_sweep_seconds.max(1),
+                ),
+                lost_after: Duration::from_secs(3600),
+            },
+        );
         let engine = if config.sip_enabled {
-            Some(start_engine(config, &store).await?)
+            Some(start_engine(config, &store, recording_worker.waker()).await?)
         } else {
             None
         };
@@ -109,6 +143,13 @@ impl RunningServer {
             telephony: engine
                 .clone()
                 .map(|e| Arc::new(e) as Arc<dyn switchyard_service::telephony::Telephony>),
+            recordings: Arc::new(Recordings {
+                storage,
+                url_key: bootstrap::recording_url_secret(config)?,
+                public_url: config.public_url.clone(),
+                url_ttl: Duration::from_secs(config.recording_url_ttl_seconds),
+                url_mode: config.recording_url_mode()?,
+            }),
         };
         let initial = bootstrap::first_run(&services, config).await?;
         bootstrap::seed_trunks(&services, config).await?;
@@ -159,6 +200,8 @@ impl RunningServer {
             batch: config.scheduler_batch.clamp(1, 10_000),
         };
         tasks.push(tokio::spawn(scheduler.run(shutdown_rx.clone())));
+        let recordings_stop = CancellationToken::new();
+        tasks.push(tokio::spawn(recording_worker.run(recordings_stop.clone())));
         let mut rx = shutdown_rx;
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -177,6 +220,7 @@ impl RunningServer {
             engine,
             initial,
             shutdown,
+            recordings_stop,
             tasks,
         })
     }
@@ -187,6 +231,8 @@ impl RunningServer {
             engine.shutdown(Duration::from_secs(5)).await;
         }
         let _ = self.shutdown.send(true);
+        // After the engine: calls it hung up have handed their recordings over.
+        self.recordings_stop.cancel();
         for t in self.tasks {
             let _ = t.await;
         }

@@ -39,10 +39,13 @@ pub struct SipBenchArgs {
     /// concurrent: seconds of the measuring window once all calls are up.
     #[arg(long, default_value_t = 20)]
     pub window: u64,
+    /// Do not record the calls (to measure what recording costs).
+    #[arg(long)]
+    pub no_record: bool,
 }
 
 /// CPU time (user + system) of a process, from /proc.
-fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces) start after ')'.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
@@ -150,8 +153,10 @@ async fn start_server(
     base: &Config,
     dir: &Path,
     max_calls: usize,
+    record: bool,
 ) -> anyhow::Result<RunningServer> {
     let config = Config {
+        record_inbound_calls: record,
         database_url: format!("sqlite://{}", dir.join("bench.db").display()),
         http_addr: "127.0.0.1:0".into(),
         data_dir: dir.to_path_buf(),
@@ -281,7 +286,7 @@ async fn setup(base: &Config, args: &SipBenchArgs, dir: &Path) -> anyhow::Result
     let peer_cpu = cpu_seconds(&uas_pid)? - before;
     drop(uas);
 
-    let server = start_server(base, dir, 100_000).await?;
+    let server = start_server(base, dir, 100_000, !args.no_record).await?;
     let engine = server
         .engine
         .clone()
@@ -426,7 +431,7 @@ async fn concurrent(base: &Config, args: &SipBenchArgs, dir: &Path) -> anyhow::R
     let scenario = dir.join("stream.xml");
     std::fs::write(&scenario, streaming_uac(&audio, hold_ms))?;
 
-    let server = start_server(base, dir, args.calls as usize + 100).await?;
+    let server = start_server(base, dir, args.calls as usize + 100, !args.no_record).await?;
     let engine = server
         .engine
         .clone()
@@ -480,8 +485,13 @@ async fn concurrent(base: &Config, args: &SipBenchArgs, dir: &Path) -> anyhow::R
         .unwrap_or(1) as f64;
     let pct = |n: u64, d: u64| 100.0 * n as f64 / d.max(1) as f64;
     println!(
-        "SIP concurrency: {} calls asked, {up} up at once, each streaming μ-law both ways, recorded",
-        args.calls
+        "SIP concurrency: {} calls asked, {up} up at once, each streaming μ-law both ways, {}",
+        args.calls,
+        if args.no_record {
+            "not recorded"
+        } else {
+            "recorded"
+        }
     );
     println!("| measure | value |");
     println!("|---|---|");

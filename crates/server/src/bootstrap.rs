@@ -16,6 +16,7 @@ use crate::config::Config;
 pub const OWNER_EMAIL: &str = "admin@localhost.localdomain";
 pub const CREDENTIALS_FILE: &str = "initial-credentials.txt";
 const JWT_SECRET_FILE: &str = "jwt.secret";
+const RECORDING_URL_SECRET_FILE: &str = "recording-url.secret";
 
 #[derive(Debug, Clone)]
 pub struct InitialCredentials {
@@ -47,13 +48,40 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 /// The configured secret, or one generated once into the data directory.
 pub fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
-    if let Some(s) = &config.jwt_secret {
+    secret(
+        config,
+        config.jwt_secret.as_deref(),
+        "jwt_secret",
+        JWT_SECRET_FILE,
+    )
+}
+
+/// The key of recordings' signed URLs: `recording_url_secret`, or one
+/// generated into `data_dir` at first start.
+pub fn recording_url_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    secret(
+        config,
+        config.recording_url_secret.as_deref(),
+        "recording_url_secret",
+        RECORDING_URL_SECRET_FILE,
+    )
+}
+
+/// A configured secret (at least 32 characters), or the one in `file`
+/// under `data_dir`, made there (readable only by us) when missing.
+fn secret(
+    config: &Config,
+    configured: Option<&str>,
+    key: &str,
+    file: &str,
+) -> anyhow::Result<Vec<u8>> {
+    if let Some(s) = configured {
         if s.len() < 32 {
-            anyhow::bail!("configuration: jwt_secret must be at least 32 characters");
+            anyhow::bail!("configuration: {key} must be at least 32 characters");
         }
         return Ok(s.as_bytes().to_vec());
     }
-    let path = config.data_dir.join(JWT_SECRET_FILE);
+    let path = config.data_dir.join(file);
     match std::fs::read_to_string(&path) {
         Ok(s) if s.trim().len() >= 32 => Ok(s.trim().as_bytes().to_vec()),
         _ => {

@@ -45,6 +45,38 @@ pub struct Config {
     pub prompt_file: Option<PathBuf>,
     /// A live call with no RTP from the far end for this long is ended.
     pub no_media_timeout_seconds: u64,
+    /// Whether inbound calls are recorded (outbound calls: `record` per call).
+    pub record_inbound_calls: bool,
+    /// Where clients reach this server (`https://calls.example.com`), for
+    /// the URLs it hands out; default: the Host the request came to.
+    pub public_url: Option<String>,
+    /// `local` (files under `recording_storage_dir`) or `s3`.
+    pub recording_storage: String,
+    /// Local storage's directory; default `data_dir/objects`.
+    pub recording_storage_dir: Option<PathBuf>,
+    pub s3_bucket: Option<String>,
+    /// Prepended to every object key.
+    pub s3_prefix: String,
+    /// For S3-compatible services other than AWS.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    /// Default: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` from the environment.
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
+    /// Allow an `http://` endpoint.
+    pub s3_allow_http: bool,
+    /// `signed` (a Switchyard URL with an HMAC) or `presigned` (S3's own URL).
+    pub recording_url_mode: String,
+    pub recording_url_ttl_seconds: u64,
+    /// Key of the signed URLs (≥ 32 characters, the same on every server);
+    /// generated into `data_dir` when absent.
+    pub recording_url_secret: Option<String>,
+    /// Recordings encoded at once (0: this process encodes none).
+    pub recording_workers: usize,
+    /// Days an organization keeps recordings unless it sets its own.
+    pub recording_retention_days: i64,
+    /// How often recordings past retention are looked for.
+    pub recording_retention_sweep_seconds: u64,
     /// Trunks and numbers to create in the Default organization at start.
     #[serde(default)]
     pub sip_trunks: Vec<TrunkSeed>,
@@ -89,6 +121,23 @@ const ENV_KEYS: &[&str] = &[
     "max_live_calls",
     "prompt_file",
     "no_media_timeout_seconds",
+    "record_inbound_calls",
+    "public_url",
+    "recording_storage",
+    "recording_storage_dir",
+    "s3_bucket",
+    "s3_prefix",
+    "s3_endpoint",
+    "s3_region",
+    "s3_access_key_id",
+    "s3_secret_access_key",
+    "s3_allow_http",
+    "recording_url_mode",
+    "recording_url_ttl_seconds",
+    "recording_url_secret",
+    "recording_workers",
+    "recording_retention_days",
+    "recording_retention_sweep_seconds",
 ];
 
 impl Default for Config {
@@ -116,6 +165,26 @@ impl Default for Config {
             max_live_calls: 2000,
             prompt_file: None,
             no_media_timeout_seconds: 30,
+            record_inbound_calls: true,
+            public_url: None,
+            recording_storage: "local".into(),
+            recording_storage_dir: None,
+            s3_bucket: None,
+            s3_prefix: String::new(),
+            s3_endpoint: None,
+            s3_region: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_allow_http: false,
+            recording_url_mode: "signed".into(),
+            recording_url_ttl_seconds: 3600,
+            recording_url_secret: None,
+            // Half the cores: encoding must leave room for live calls.
+            recording_workers: std::thread::available_parallelism()
+                .map(|n| (n.get() / 2).max(1))
+                .unwrap_or(1),
+            recording_retention_days: 90,
+            recording_retention_sweep_seconds: 3600,
             sip_trunks: Vec::new(),
         }
     }
@@ -154,7 +223,82 @@ impl Config {
         if config.max_live_calls == 0 {
             anyhow::bail!("configuration: max_live_calls must be at least 1");
         }
+        config.recording_storage()?;
+        config.recording_url_mode()?;
+        if !(60..=7 * 86400).contains(&config.recording_url_ttl_seconds) {
+            anyhow::bail!(
+                "configuration: recording_url_ttl_seconds must be between 60 and 604800 (got {})",
+                config.recording_url_ttl_seconds
+            );
+        }
+        if !(0..=36500).contains(&config.recording_retention_days) {
+            anyhow::bail!("configuration: recording_retention_days must be between 0 and 36500");
+        }
+        if config
+            .recording_url_secret
+            .as_ref()
+            .is_some_and(|s| s.len() < 32)
+        {
+            anyhow::bail!("configuration: recording_url_secret must be at least 32 characters");
+        }
+        if let Some(url) = &config.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            anyhow::bail!(
+                "configuration: public_url must start with http:// or https:// (got {url:?})"
+            );
+        }
         Ok(config)
+    }
+}
+
+impl Config {
+    /// Where recordings are kept, from `recording_storage` and `s3_*`.
+    pub fn recording_storage(&self) -> anyhow::Result<switchyard_recordings::StorageConfig> {
+        use switchyard_recordings::StorageConfig;
+        match self.recording_storage.as_str() {
+            "local" => Ok(StorageConfig::Local {
+                root: self
+                    .recording_storage_dir
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("objects")),
+            }),
+            "s3" => {
+                let bucket = self
+                    .s3_bucket
+                    .clone()
+                    .filter(|b| !b.trim().is_empty())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("configuration: recording_storage = \"s3\" needs s3_bucket")
+                    })?;
+                Ok(StorageConfig::S3 {
+                    bucket,
+                    prefix: self.s3_prefix.clone(),
+                    endpoint: self.s3_endpoint.clone(),
+                    region: self.s3_region.clone(),
+                    access_key_id: self.s3_access_key_id.clone(),
+                    secret_access_key: self.s3_secret_access_key.clone(),
+                    allow_http: self.s3_allow_http,
+                })
+            }
+            other => anyhow::bail!(
+                "configuration: recording_storage must be local or s3 (got {other:?})"
+            ),
+        }
+    }
+
+    pub fn recording_url_mode(&self) -> anyhow::Result<switchyard_service::recordings::UrlMode> {
+        use switchyard_service::recordings::UrlMode;
+        match self.recording_url_mode.as_str() {
+            "signed" => Ok(UrlMode::Signed),
+            "presigned" if self.recording_storage == "s3" => Ok(UrlMode::Presigned),
+            "presigned" => anyhow::bail!(
+                "configuration: recording_url_mode = \"presigned\" needs recording_storage = \"s3\""
+            ),
+            other => anyhow::bail!(
+                "configuration: recording_url_mode must be signed or presigned (got {other:?})"
+            ),
+        }
     }
 }
 

@@ -44,6 +44,8 @@ enum Bench {
     Api(switchyard::bench::ApiBenchArgs),
     /// The SIP engine under SIPp load: call setup rate, or calls held with media.
     Sip(switchyard::bench_sip::SipBenchArgs),
+    /// Recording encoding (WAV to audio/mp4) against ffmpeg on the same audio.
+    Recordings(switchyard::bench_recordings::RecordingBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -86,6 +88,15 @@ enum Admin {
     ListApiKeys {
         #[arg(long)]
         org: String,
+    },
+    /// Set how many days an organization keeps call recordings (0: until
+    /// the next retention sweep), or `--days default` for the server's
+    /// `recording_retention_days`.
+    SetRecordingRetention {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        days: String,
     },
 }
 
@@ -187,6 +198,30 @@ async fn admin(config: &Config, cmd: Admin) -> anyhow::Result<()> {
                 serde_json::to_string_pretty(&store.list_api_keys(org_id(&org)?).await?)?
             )
         }
+        Admin::SetRecordingRetention { org, days } => {
+            let org = store.get_organization(org_id(&org)?).await?;
+            let days = match days.trim() {
+                "default" => None,
+                n => Some(
+                    n.parse::<i64>()
+                        .ok()
+                        .filter(|d| (0..=36500).contains(d))
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("--days must be 0 to 36500, or default (got {n:?})")
+                        })?,
+                ),
+            };
+            store.set_recording_retention(org.id, days).await?;
+            let effective = days.unwrap_or(config.recording_retention_days);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "organization_id": org.id,
+                    "recording_retention_days": days,
+                    "effective_days": effective,
+                }))?
+            );
+        }
     }
     store.close().await;
     Ok(())
@@ -215,6 +250,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench(Bench::Api(args)) => switchyard::bench::run_api(&config, args).await?,
         Command::Bench(Bench::Sip(args)) => switchyard::bench_sip::run_sip(&config, args).await?,
+        Command::Bench(Bench::Recordings(args)) => {
+            switchyard::bench_recordings::run_recordings(args)?
+        }
         Command::Admin(cmd) => {
             std::fs::create_dir_all(&config.data_dir)?;
             admin(&config, cmd).await?

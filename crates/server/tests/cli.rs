@@ -115,6 +115,55 @@ fn migrate_and_admin_commands() {
         ],
     );
     assert!(!ok && out.contains("--org"), "{out}");
+    let retention = |days: &str| {
+        switchyard(
+            &dir,
+            &[
+                "admin",
+                "set-recording-retention",
+                "--org",
+                &org,
+                "--days",
+                days,
+            ],
+        )
+    };
+    let (ok, out) = retention("30");
+    assert!(ok, "{out}");
+    assert_eq!(json_of(&out)["recording_retention_days"], 30);
+    let (ok, out) = retention("default");
+    assert!(ok, "{out}");
+    assert_eq!(
+        json_of(&out)["recording_retention_days"],
+        serde_json::Value::Null
+    );
+    assert_eq!(json_of(&out)["effective_days"], 90);
+    let (ok, out) = retention("-1");
+    assert!(!ok && out.contains("--days"), "{out}");
+}
+
+#[test]
+fn bad_recording_settings_are_refused_with_a_clear_message() {
+    let dir = TempDir::new();
+    let file = dir.0.join("switchyard.toml");
+    for (toml, says) in [
+        ("recording_storage = \"s3\"\n", "s3_bucket"),
+        ("recording_storage = \"ftp\"\n", "local or s3"),
+        (
+            "recording_url_mode = \"presigned\"\n",
+            "recording_storage = \"s3\"",
+        ),
+        (
+            "recording_url_ttl_seconds = 5\n",
+            "recording_url_ttl_seconds",
+        ),
+        ("public_url = \"calls.example.com\"\n", "public_url"),
+        ("recording_url_secret = \"short\"\n", "recording_url_secret"),
+    ] {
+        std::fs::write(&file, toml).unwrap();
+        let (ok, out) = switchyard(&dir, &["--config", file.to_str().unwrap(), "serve"]);
+        assert!(!ok && out.contains(says), "{toml}: {out}");
+    }
 }
 
 #[test]

@@ -194,12 +194,10 @@ async fn audio_flows_both_ways_with_baresip() {
     assert_eq!(done["status"], "COMPLETED", "{done}");
 
     // Our recording: baresip's speech on the far-end channel.
-    let ours_rec = srv
-        .config
-        .data_dir
-        .join("recordings")
-        .join(format!("{}.wav", id.uuid()));
-    let far = read_mono(&ours_rec, 0);
+    let far = common::recording::download(&srv, id, "stereo")
+        .await
+        .channels[0]
+        .clone();
     let c_far = best_alignment(&their_speech, &far);
     // baresip's recording of what it heard: our prompt.
     let heard = eventually(Duration::from_secs(10), || async {

@@ -1,6 +1,7 @@
 //! Media on a real call: SIPp answers and streams known speech (μ-law) and
 //! an RFC 4733 digit; the recording's far-end channel must hold the same
-//! audio and the digit must arrive once.
+//! audio and the digit must arrive once. The recording is checked as a
+//! client gets it: audio/mp4 from its signed URL, decoded by symphonia.
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::recording::{download, ffprobe};
 use common::sipp::{Sipp, Transport, scenario as sc, sipp_available, tool_available};
 use common::{Backend, TempDir, TestServer, eventually};
 use serde_json::json;
@@ -196,37 +198,54 @@ async fn far_end_audio_is_recorded_exactly_and_digits_arrive_once() {
     }
     assert_eq!(got, ['1'], "the digit arrives once");
 
-    let path = srv
-        .config
-        .data_dir
-        .join("recordings")
-        .join(format!("{}.wav", id.uuid()));
-    let reader = hound::WavReader::open(&path).expect("recording");
-    let spec = reader.spec();
-    assert_eq!(
-        (spec.channels, spec.sample_rate, spec.bits_per_sample),
-        (2, 8000, 16)
-    );
-    let samples: Vec<i16> = reader
-        .into_samples::<i16>()
-        .collect::<Result<_, _>>()
-        .expect("samples");
-    let far: Vec<i16> = samples.chunks(2).map(|f| f[0]).collect();
+    // The recording as a client plays it: audio/mp4 from its signed URL.
+    let stored = download(&srv, id, "stereo").await;
+    assert_eq!(stored.content_type, "audio/mp4");
+    assert_eq!((stored.channels.len(), stored.sample_rate), (2, 8000));
+    let far = stored.channels[0].clone();
     let (lag, whole) = align(&speech.reference, &far);
     let c = piecewise_correlation(&speech.reference, &far, lag);
     eprintln!(
         "far-end correlation {whole:.5} over the whole, {c:.5} per piece, at lag {lag} samples"
     );
     assert!(
-        c >= 0.99,
+        c >= 0.98,
         "far-end channel correlates {c:.4} with what SIPp sent (lag {lag} samples)"
     );
-    // The recording lasts as long as the call was answered.
-    let recorded_s = far.len() as f64 / 8000.0;
+    // The recording lasts as long as the call was answered, and says so:
+    // in the API, in its container (symphonia) and to ffprobe.
+    let recorded_s = stored.info["duration_seconds"].as_f64().expect("duration");
     let answered_s = done["duration_seconds"].as_f64().expect("duration");
     assert!(
         (recorded_s - answered_s).abs() < 0.5,
         "recorded {recorded_s} s of a {answered_s} s call"
+    );
+    assert!(
+        stored.media_seconds >= recorded_s && stored.media_seconds <= recorded_s + 0.26,
+        "coded {} s for {recorded_s} s",
+        stored.media_seconds
+    );
+    assert_eq!(
+        stored.info["file_size_bytes"].as_u64(),
+        Some(stored.bytes.len() as u64)
+    );
+    if let Some((codec, rate, channels, seconds)) = ffprobe(&stored.bytes) {
+        assert_eq!((codec.as_str(), rate, channels), ("aac", 8000, 2));
+        assert!(
+            (seconds - recorded_s).abs() <= 0.05,
+            "ffprobe says {seconds} s, API {recorded_s} s"
+        );
+    }
+    // Each side alone, mono.
+    let customer = download(&srv, id, "customer").await;
+    assert_eq!(customer.channels.len(), 1);
+    let c_alone = piecewise_correlation(&speech.reference, &customer.channels[0], lag);
+    assert!(c_alone >= 0.98, "customer channel alone: {c_alone:.4}");
+    let agent = download(&srv, id, "agent").await;
+    assert_eq!(agent.channels.len(), 1);
+    assert!(
+        piecewise_correlation(&speech.reference, &agent.channels[0], lag) < 0.5,
+        "the agent channel does not carry the customer"
     );
     srv.stop().await;
 }
@@ -291,18 +310,9 @@ async fn the_call_survives_loss_and_reordering_and_the_recording_keeps_time() {
         "impairment applied: {dropped} dropped, {reordered} reordered"
     );
 
-    let path = srv
-        .config
-        .data_dir
-        .join("recordings")
-        .join(format!("{}.wav", id.uuid()));
-    let samples: Vec<i16> = hound::WavReader::open(&path)
-        .expect("recording")
-        .into_samples::<i16>()
-        .collect::<Result<_, _>>()
-        .expect("samples");
-    let far: Vec<i16> = samples.chunks(2).map(|f| f[0]).collect();
-    let recorded_s = far.len() as f64 / 8000.0;
+    let stored = download(&srv, id, "stereo").await;
+    let far = stored.channels[0].clone();
+    let recorded_s = stored.info["duration_seconds"].as_f64().expect("duration");
     let answered_s = done["duration_seconds"].as_f64().expect("duration");
     assert!(
         (recorded_s - answered_s).abs() < 0.5,

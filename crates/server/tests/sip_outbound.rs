@@ -365,7 +365,16 @@ async fn far_end_bye_completes_the_call() {
     assert_eq!(done["status"], "COMPLETED", "{done}");
     let d = done["duration_seconds"].as_f64().expect("duration");
     assert!((1.0..5.0).contains(&d), "answered for about 1.5 s: {d}");
-    assert_eq!(done["recording_status"], "PROCESSING", "{done}");
+    // Recorded: stored by the worker once the call ended.
+    assert!(
+        matches!(
+            done["recording_status"].as_str(),
+            Some("PROCESSING" | "AVAILABLE")
+        ),
+        "{done}"
+    );
+    common::recording::wait_available(&srv, id.parse().expect("call id"), Duration::from_secs(30))
+        .await;
     peer.finish(Duration::from_secs(10)).await.assert_success();
     assert_eq!(
         history(&srv, &id).await,

@@ -1,6 +1,6 @@
 //! Restart safety: a server killed with calls live leaves them to the next
 //! one, which fails them with `server_restart` and hangs up the answered
-//! ones with BYE from their stored dialog.
+//! ones with BYE from their stored dialog; what they recorded is stored.
 
 mod common;
 
@@ -138,6 +138,19 @@ async fn calls_left_live_by_a_killed_server_are_failed_and_hung_up() {
         (c["status"] == "IN_PROGRESS").then_some(())
     })
     .await;
+    // Let the live recording reach a checkpoint (its header is brought up
+    // to date once a second), then kill.
+    let wav = dir
+        .0
+        .join("recordings")
+        .join(format!("{}.wav", id.trim_start_matches("call_")));
+    eventually(Duration::from_secs(20), || async {
+        hound::WavReader::open(&wav)
+            .ok()
+            .filter(|r| r.duration() >= 8000)
+            .map(|_| ())
+    })
+    .await;
     drop(process); // SIGKILL: no BYE, no final status.
 
     let mut config = common::base_config(&dir.0);
@@ -158,5 +171,30 @@ async fn calls_left_live_by_a_killed_server_are_failed_and_hung_up() {
     let run = peer.finish(Duration::from_secs(20)).await;
     run.assert_success();
     assert_eq!(run.count_requests("BYE"), 1);
+    // What was recorded before the kill is kept: stored once, playable.
+    eventually(Duration::from_secs(30), || async {
+        let c = server.store.get_call_unscoped(call_id).await.ok()?;
+        (c.recording_status == Some(switchyard_domain::RecordingStatus::Available)).then_some(())
+    })
+    .await;
+    let available = server
+        .store
+        .events_after(0, Some(&id), 1000)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.event_type == switchyard_domain::EventType::CallRecordingAvailable)
+        .count();
+    assert_eq!(available, 1, "call.recording_available once");
+    let rec = server
+        .store
+        .get_recording(call_id)
+        .await
+        .expect("recording");
+    assert!(
+        rec.duration_seconds.is_some_and(|d| d >= 1.0),
+        "the salvaged recording lasts {:?} s",
+        rec.duration_seconds
+    );
     server.stop().await;
 }

@@ -452,15 +452,6 @@ impl Services {
 
     /// `GET /calls/{id}/recording`. Recordings become available with the
     /// recordings work; until then every call answers 404 with its status.
-    pub async fn call_recording(&self, who: &Principal, id: CallId) -> Result<RecordingResponse> {
-        let call = self.get_call(who, id).await?;
-        let status = call.recording_status.map(|s| s.as_str()).unwrap_or("null");
-        Err(Error::new(
-            ErrorCode::NotFound,
-            format!("No recording is available for this call (recording_status: {status})."),
-        ))
-    }
-
     pub async fn call_transcript(
         &self,
         who: &Principal,

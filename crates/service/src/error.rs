@@ -21,6 +21,7 @@ pub enum ErrorCode {
     PayloadTooLarge,
     MethodNotAllowed,
     UnsupportedMediaType,
+    RangeNotSatisfiable,
 }
 
 impl ErrorCode {
@@ -40,6 +41,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::NoRoute => "no_route",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
         }
     }
 
@@ -56,6 +58,7 @@ impl ErrorCode {
             | ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::RangeNotSatisfiable => 416,
             ErrorCode::RateLimitExceeded => 429,
             ErrorCode::InternalError => 500,
             ErrorCode::InvalidIdFormat => 400,
@@ -72,6 +75,8 @@ pub struct Error {
     pub param: Option<String>,
     /// For 429: seconds until a retry can succeed.
     pub retry_after: Option<u64>,
+    /// For 416: the size of the representation (`Content-Range: bytes */size`).
+    pub range_size: Option<u64>,
     /// The cause of an internal error: logged, never shown.
     pub source: Option<anyhow::Error>,
 }
@@ -83,12 +88,18 @@ impl Error {
             message: message.into(),
             param: None,
             retry_after: None,
+            range_size: None,
             source: None,
         }
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
+        self
+    }
+
+    pub fn with_range_size(mut self, size: u64) -> Self {
+        self.range_size = Some(size);
         self
     }
 
@@ -117,6 +128,7 @@ impl Error {
             message: "An internal error occurred.".into(),
             param: None,
             retry_after: None,
+            range_size: None,
             source: Some(source.into()),
         }
     }

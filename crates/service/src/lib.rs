@@ -9,6 +9,7 @@ pub mod error;
 pub mod loads;
 pub mod pagination;
 pub mod query;
+pub mod recordings;
 pub mod scheduler;
 pub mod telephony;
 pub mod trunks;
@@ -27,6 +28,8 @@ pub struct Services {
     pub store: Store,
     pub auth: Arc<AuthService>,
     pub telephony: Option<Arc<dyn telephony::Telephony>>,
+    /// Recording storage and playback URLs.
+    pub recordings: Arc<recordings::Recordings>,
 }
 
 impl Services {

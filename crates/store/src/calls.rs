@@ -24,10 +24,10 @@ macro_rules! select_call {
     };
 }
 const SELECT_CALL: &str = select_call!();
-const SELECT_CALL_BY_ID: &str = concat!(select_call!(), " WHERE c.id = $1");
+pub(crate) const SELECT_CALL_BY_ID: &str = concat!(select_call!(), " WHERE c.id = $1");
 
 #[derive(FromRow)]
-struct CallRow {
+pub(crate) struct CallRow {
     id: String,
     organization_id: String,
     status: String,
@@ -60,7 +60,7 @@ fn parse_enum<T>(text: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
 }
 
 impl CallRow {
-    fn into_model(self) -> Result<Call> {
+    pub(crate) fn into_model(self) -> Result<Call> {
         let direction = self
             .call_direction
             .as_deref()
@@ -282,7 +282,7 @@ fn push_filter(sql: &mut Sql, org: OrganizationId, f: &CallFilter) {
     }
 }
 
-fn call_event(call: &Call, event_type: EventType, at: i64) -> Result<NewEvent> {
+pub(crate) fn call_event(call: &Call, event_type: EventType, at: i64) -> Result<NewEvent> {
     Ok(NewEvent {
         id: EventId::new(),
         organization_id: call.organization_id,

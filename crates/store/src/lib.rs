@@ -20,6 +20,7 @@ mod calls;
 mod events;
 mod loads;
 mod orgs;
+mod recordings;
 mod telephony;
 
 pub use api_keys::{ApiKeyAuthRow, NewApiKey};
@@ -30,6 +31,7 @@ pub use calls::{
 pub use events::{NewEvent, StoredEvent};
 pub use loads::UpsertOutcome;
 pub use orgs::{NewUser, UserAuthRow};
+pub use recordings::{CompletedRecording, DueRecording, StoredRecording};
 pub use telephony::{
     InboundRoute, NewPhoneNumber, NewSipTrunk, PhoneNumberPatch, SipTrunkPatch, TrunkRoute,
 };

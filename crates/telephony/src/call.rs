@@ -94,6 +94,7 @@ impl Tracker {
         if self.status.is_terminal() {
             return;
         }
+        let processing = recording == Some(RecordingStatus::Processing);
         let now = timefmt::now_ms();
         let patch = CallPatch {
             call_end_time: Some(now),
@@ -109,6 +110,9 @@ impl Tracker {
             (e, _) => e,
         };
         self.advance(event, patch).await;
+        if processing && let Some(wake) = &self.engine.cfg.recordings_waker {
+            wake.notify_one();
+        }
     }
 }
 
@@ -852,7 +856,7 @@ pub(crate) async fn inbound(engine: Arc<Inner>, mut tx: Transaction) -> anyhow::
                 created_by_id: None,
                 metadata: None,
                 agent: route.number.inbound_agent.clone(),
-                record: true,
+                record: engine.cfg.record_inbound,
                 ring_timeout_seconds: INBOUND_RING_TIMEOUT_S,
                 max_duration_seconds: INBOUND_MAX_DURATION_S,
                 sip_trunk_id: Some(route.trunk.id),

@@ -20,7 +20,7 @@ use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipConnection, TransportLayer};
 use switchyard_domain::id::CallId;
 use switchyard_domain::model::Call;
-use switchyard_domain::{CallEvent, CallStatus, timefmt};
+use switchyard_domain::{CallEvent, CallStatus, RecordingStatus, timefmt};
 use switchyard_service::telephony::{EndOutcome, Telephony};
 use switchyard_store::{CallPatch, DialStart, Store, StoreError};
 use tokio::sync::{mpsc, watch};
@@ -50,6 +50,8 @@ pub struct EngineConfig {
     pub prompt: Option<Arc<[i16]>>,
     /// Where live recordings (stereo WAV) are written.
     pub recordings_dir: PathBuf,
+    /// Whether inbound calls are recorded (outbound ones say per call).
+    pub record_inbound: bool,
     /// A call with no RTP from the far end for this long is ended (FAILED).
     pub no_media_timeout: Duration,
     /// This process, as written in calls' `claimed_by`.
@@ -59,6 +61,8 @@ pub struct EngineConfig {
     pub sole_owner: bool,
     /// How often the heartbeat is written and orphans are looked for.
     pub heartbeat_interval: Duration,
+    /// Told when a call's recording is ready to be encoded (PROCESSING).
+    pub recordings_waker: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// A call this engine holds: how to tell its task to hang up, and its bus
@@ -438,6 +442,10 @@ impl Inner {
                 duration_seconds: call
                     .call_start_time
                     .map(|s| (now - s).max(0) as f64 / 1000.0),
+                // The WAV holds what was recorded up to its last checkpoint:
+                // it is stored like any other.
+                recording_status: (call.recording_status == Some(RecordingStatus::Recording))
+                    .then_some(RecordingStatus::Processing),
                 ..Default::default()
             };
             match self
@@ -446,7 +454,10 @@ impl Inner {
                 .await
             {
                 Ok(_) => {
-                    tracing::warn!(call_id = %call.id, status = %call.status, "call left live by a dead process: FAILED (server_restart)")
+                    tracing::warn!(call_id = %call.id, status = %call.status, "call left live by a dead process: FAILED (server_restart)");
+                    if let Some(wake) = &self.cfg.recordings_waker {
+                        wake.notify_one();
+                    }
                 }
                 Err(StoreError::Stale | StoreError::NotFound) => continue,
                 Err(e) => return Err(e.into()),

@@ -4,7 +4,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use switchyard_domain::id::kind;
 use switchyard_domain::model::{Call, TranscriptTurn};
-use switchyard_service::calls::{CreateCallRequest, EndCallResponse, RecordingResponse};
+use switchyard_service::calls::{CreateCallRequest, EndCallResponse};
 use switchyard_service::pagination::Paginated;
 use utoipa::IntoParams;
 
@@ -115,19 +115,6 @@ pub async fn end_call(
     PathId(id): PathId<kind::Call>,
 ) -> Result<Json<EndCallResponse>, ApiError> {
     Ok(Json(state.services.end_call(&who, id).await?))
-}
-
-/// A time-limited URL for the call's recording (audio/mp4).
-#[utoipa::path(get, path = "/calls/{call_id}/recording", tag = "Calls",
-    params(("call_id" = String, Path, description = "call_… or a bare UUID")),
-    security(("api_key" = []), ("bearer" = [])),
-    responses((status = 200, description = "OK", body = RecordingResponse), ErrorResponses))]
-pub async fn call_recording(
-    State(state): State<AppState>,
-    Auth(who): Auth,
-    PathId(id): PathId<kind::Call>,
-) -> Result<Json<RecordingResponse>, ApiError> {
-    Ok(Json(state.services.call_recording(&who, id).await?))
 }
 
 /// The call's transcript, in time order.

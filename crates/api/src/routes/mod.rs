@@ -5,6 +5,7 @@ pub mod auth;
 pub mod calls;
 pub mod health;
 pub mod loads;
+pub mod recordings;
 pub mod trunks;
 
 use utoipa::OpenApi;
@@ -26,7 +27,11 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .routes(routes!(calls::create_call, calls::list_calls))
         .routes(routes!(calls::get_call))
         .routes(routes!(calls::end_call))
-        .routes(routes!(calls::call_recording))
+        .routes(routes!(
+            recordings::call_recording,
+            recordings::delete_recording
+        ))
+        .routes(routes!(recordings::recording_media))
         .routes(routes!(calls::call_transcript))
         .routes(routes!(trunks::create_sip_trunk, trunks::list_sip_trunks))
         .routes(routes!(

@@ -14,7 +14,10 @@ use switchyard::config::Config;
 use switchyard_domain::Role;
 use switchyard_domain::id::OrganizationId;
 
+pub mod browser;
+pub mod recording;
 pub mod relay;
+pub mod s3;
 pub mod sipp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +145,8 @@ pub fn base_config(dir: &std::path::Path) -> Config {
         // RTP ports are shared and skipped when another test holds them).
         sip_enabled: false,
         sip_addr: "127.0.0.1:0".into(),
+        // Retention tests see their sweep within a second.
+        recording_retention_sweep_seconds: 1,
         ..Config::default()
     }
 }
