@@ -293,6 +293,32 @@ pub(crate) fn call_event(call: &Call, event_type: EventType, at: i64) -> Result<
     })
 }
 
+/// After a compare-and-set `UPDATE` of call `$id_text` in `$tx` that
+/// touched `$updated` rows: the call as it is now, or an early return with
+/// [`StoreError::Stale`] (it moved) or [`StoreError::NotFound`] (it is gone).
+macro_rules! call_after_update {
+    ($tx:ident, $id_text:expr, $updated:expr) => {{
+        let id_text: &str = $id_text;
+        if $updated == 0 {
+            let exists: Option<String> = sqlx::query_scalar("SELECT id FROM calls WHERE id = $1")
+                .bind(id_text)
+                .fetch_optional(&mut *$tx)
+                .await?;
+            return Err(if exists.is_some() {
+                $crate::StoreError::Stale
+            } else {
+                $crate::StoreError::NotFound
+            });
+        }
+        let row: $crate::calls::CallRow = sqlx::query_as($crate::calls::SELECT_CALL_BY_ID)
+            .bind(id_text)
+            .fetch_one(&mut *$tx)
+            .await?;
+        row.into_model()?
+    }};
+}
+pub(crate) use call_after_update;
+
 /// The body of a status change inside an open write transaction `$tx`:
 /// compare-and-set on the status, then `call.status_changed` (and
 /// `call.ended` on a terminal status) in the same transaction. Evaluates to
@@ -330,22 +356,7 @@ macro_rules! apply_transition {
         .execute(&mut *$tx)
         .await?
         .rows_affected();
-        if updated == 0 {
-            let exists: Option<String> = sqlx::query_scalar("SELECT status FROM calls WHERE id = $1")
-                .bind(id_text)
-                .fetch_optional(&mut *$tx)
-                .await?;
-            return Err(if exists.is_some() {
-                StoreError::Stale
-            } else {
-                StoreError::NotFound
-            });
-        }
-        let row: CallRow = sqlx::query_as(SELECT_CALL_BY_ID)
-            .bind(id_text)
-            .fetch_one(&mut *$tx)
-            .await?;
-        let call = row.into_model()?;
+        let call = call_after_update!($tx, id_text, updated);
         // A repeated RINGING (180 then 183) changes nothing worth an event.
         if next != expected {
             insert_event!($tx, &call_event(&call, EventType::CallStatusChanged, now)?);

@@ -10,7 +10,7 @@ use switchyard_domain::id::{CallId, OrganizationId};
 use switchyard_domain::model::Call;
 use switchyard_domain::{EventType, RecordingStatus};
 
-use crate::calls::{CallRow, SELECT_CALL_BY_ID, call_event};
+use crate::calls::{call_after_update, call_event};
 use crate::events::insert_event;
 use crate::{Result, Store, StoreError, on_pool, on_writer, parse_uuid, write_tx};
 
@@ -129,22 +129,7 @@ macro_rules! move_recording_status {
         .execute(&mut *$tx)
         .await?
         .rows_affected();
-        if updated == 0 {
-            let exists: Option<String> = sqlx::query_scalar("SELECT id FROM calls WHERE id = $1")
-                .bind(id_text)
-                .fetch_optional(&mut *$tx)
-                .await?;
-            return Err(if exists.is_some() {
-                StoreError::Stale
-            } else {
-                StoreError::NotFound
-            });
-        }
-        let row: CallRow = sqlx::query_as(SELECT_CALL_BY_ID)
-            .bind(id_text)
-            .fetch_one(&mut *$tx)
-            .await?;
-        row.into_model()?
+        call_after_update!($tx, id_text, updated)
     }};
 }
 
