@@ -17,9 +17,12 @@
 //!
 //! Every leg sends G.711 μ-law, 160 bytes every 20 ms, paced in real time,
 //! and counts what comes back (sequence numbers show any loss; Switchyard's
-//! RTCP reports tell what it lost of ours). Once all calls are up, each
-//! target's CPU time over a window is divided by the packets it received
-//! and sent in that window, as counted here.
+//! RTCP reports tell what it lost of ours). Both targets carry their calls
+//! at once; once all are up, each target's CPU time over one window is
+//! divided by the packets it received and sent in that window, as counted
+//! here. Measuring both in the same window gives both the same load from
+//! the rest of the machine, which on a shared machine moves from one
+//! minute to the next.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
@@ -45,11 +48,12 @@ use crate::bench_sip::{NUMBER, Peer, SipBenchArgs, cpu_seconds, free_udp_port};
 const FRAME: Duration = Duration::from_millis(20);
 const FRAME_SAMPLES: usize = 160;
 const PCMU: u8 = 0;
-/// The targets' RTP ports (one target runs at a time).
-const TARGET_PORT_MIN: u16 = 20000;
-const TARGET_PORT_MAX: u16 = 29999;
-/// The generator's RTP/RTCP port pairs start here, apart from the targets'.
-const GENERATOR_PORT_BASE: u16 = 40000;
+/// Each target's RTP ports, and where the generator's port pairs for it
+/// start (apart from each other: both run at once).
+const RTPENGINE_PORTS: (u16, u16) = (10000, 19999);
+const SWITCHYARD_PORTS: (u16, u16) = (20000, 29999);
+const RTPENGINE_GENERATOR_PORTS: u16 = 40000;
+const SWITCHYARD_GENERATOR_PORTS: u16 = 50000;
 /// More loss than this (of the packets expected, either target) fails the run.
 const MAX_LOSS_PERCENT: f64 = 0.1;
 /// Time for the calls to settle once all are up, before the window.
@@ -311,7 +315,7 @@ fn bind_pair(next: &mut u16) -> anyhow::Result<(StdUdpSocket, StdUdpSocket)> {
         rtcp.set_nonblocking(true)?;
         return Ok((rtp, rtcp));
     }
-    anyhow::bail!("no free port pair for the generator from {GENERATOR_PORT_BASE}")
+    anyhow::bail!("no free port pair for the generator")
 }
 
 /// One stream the generator sends, and the target's stream back to the
@@ -483,7 +487,7 @@ struct Generator {
 }
 
 impl Generator {
-    fn new(calls: usize) -> Self {
+    fn new(calls: usize, first_port: u16) -> Self {
         // One second of a 440 Hz tone, μ-law, looped by every leg.
         let tone: Vec<u8> = (0..8000)
             .map(|i| {
@@ -499,7 +503,7 @@ impl Generator {
             epoch: Instant::now(),
             calls,
             tasks: Vec::new(),
-            next_port: GENERATOR_PORT_BASE,
+            next_port: first_port,
         }
     }
 
@@ -552,20 +556,42 @@ fn machine_busy_jiffies() -> anyhow::Result<u64> {
     Ok(at(0) + at(1) + at(2) + at(5) + at(6) + at(7))
 }
 
-/// One target's window with all calls up.
+/// A target's CPU time and the packets to and from it, at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    cpu: f64,
+    to_target: u64,
+    from_target: u64,
+}
+
+fn read(pid: u32, counters: &Counters) -> anyhow::Result<Reading> {
+    Ok(Reading {
+        cpu: cpu_seconds(&pid.to_string())?,
+        to_target: counters.sent.load(Ordering::Relaxed),
+        from_target: counters.received.load(Ordering::Relaxed),
+    })
+}
+
+/// One target over the window with all calls up.
 #[derive(Debug, Clone, Copy)]
 struct Window {
     seconds: f64,
     target_cpu: f64,
-    generator_cpu: f64,
-    /// CPU seconds of every process on the machine.
-    machine_cpu: f64,
     /// Packets the generator sent to the target, and got from it.
     to_target: u64,
     from_target: u64,
 }
 
 impl Window {
+    fn between(a: Reading, b: Reading, seconds: f64) -> Self {
+        Self {
+            seconds,
+            target_cpu: b.cpu - a.cpu,
+            to_target: b.to_target - a.to_target,
+            from_target: b.from_target - a.from_target,
+        }
+    }
+
     fn packets(&self) -> u64 {
         self.to_target + self.from_target
     }
@@ -575,29 +601,42 @@ impl Window {
     }
 }
 
-async fn measure(target_pid: u32, counters: &Counters, window: Duration) -> anyhow::Result<Window> {
-    let pid = target_pid.to_string();
+/// The whole machine over the window: CPU seconds of every process, and
+/// of this one (the generator and the UAC).
+#[derive(Debug, Clone, Copy)]
+struct MachineWindow {
+    seconds: f64,
+    all_cpu: f64,
+    generator_cpu: f64,
+}
+
+/// Both targets over the same window.
+async fn measure(
+    rtpengine: (u32, &Counters),
+    switchyard: (u32, &Counters),
+    window: Duration,
+) -> anyhow::Result<(Window, Window, MachineWindow)> {
     let busy0 = machine_busy_jiffies()?;
-    let target0 = cpu_seconds(&pid)?;
-    let gen0 = cpu_seconds("self")?;
-    let sent0 = counters.sent.load(Ordering::Relaxed);
-    let received0 = counters.received.load(Ordering::Relaxed);
+    let generator0 = cpu_seconds("self")?;
+    let r0 = read(rtpengine.0, rtpengine.1)?;
+    let s0 = read(switchyard.0, switchyard.1)?;
     let started = Instant::now();
     tokio::time::sleep(window).await;
-    let sent1 = counters.sent.load(Ordering::Relaxed);
-    let received1 = counters.received.load(Ordering::Relaxed);
-    let target1 = cpu_seconds(&pid)?;
-    let gen1 = cpu_seconds("self")?;
+    let r1 = read(rtpengine.0, rtpengine.1)?;
+    let s1 = read(switchyard.0, switchyard.1)?;
+    let generator1 = cpu_seconds("self")?;
     let busy1 = machine_busy_jiffies()?;
-    Ok(Window {
-        seconds: started.elapsed().as_secs_f64(),
-        target_cpu: target1 - target0,
-        generator_cpu: gen1 - gen0,
-        // USER_HZ is 100 on Linux.
-        machine_cpu: (busy1 - busy0) as f64 / 100.0,
-        to_target: sent1 - sent0,
-        from_target: received1 - received0,
-    })
+    let seconds = started.elapsed().as_secs_f64();
+    Ok((
+        Window::between(r0, r1, seconds),
+        Window::between(s0, s1, seconds),
+        MachineWindow {
+            seconds,
+            // USER_HZ is 100 on Linux.
+            all_cpu: (busy1 - busy0) as f64 / 100.0,
+            generator_cpu: generator1 - generator0,
+        },
+    ))
 }
 
 /// What one target did: its window and the whole run's loss.
@@ -632,15 +671,6 @@ impl TargetResult {
     }
 }
 
-async fn settle_then_measure(
-    pid: u32,
-    generator: &Generator,
-    window: Duration,
-) -> anyhow::Result<Window> {
-    tokio::time::sleep(SETTLE).await;
-    measure(pid, &generator.counters, window).await
-}
-
 // ---------------------------------------------------------------------------
 // rtpengine
 
@@ -657,114 +687,147 @@ fn rtpengine_version(binary: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn run_rtpengine(args: &SipBenchArgs, dir: &Path) -> anyhow::Result<TargetResult> {
-    let calls = args.rtpengine_calls.unwrap_or(args.calls) as usize;
-    let ng_port = free_udp_port()?;
-    let log = dir.join("rtpengine.log");
-    let child = Command::new(&args.rtpengine)
-        .args([
-            // Nothing from /etc/rtpengine: this command line is all of it.
-            "--config-file=none",
-            "--interface=127.0.0.1",
-            &format!("--listen-ng=127.0.0.1:{ng_port}"),
-            "--foreground",
-            "--log-stderr",
-            // Warnings and worse, as the Switchyard side runs at `error`.
-            "--log-level=4",
-            // Userspace forwarding only (no kernel module).
-            "--table=-1",
-            &format!("--port-min={TARGET_PORT_MIN}"),
-            &format!("--port-max={TARGET_PORT_MAX}"),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: {e} (scripts/install-test-deps.sh installs rtpengine-daemon)",
-                args.rtpengine
-            )
-        })?;
-    let mut rtpengine = Peer(child);
-    let pid = rtpengine.0.id();
-    let said = || std::fs::read_to_string(&log).unwrap_or_default();
+/// rtpengine with its calls up and streaming.
+struct RtpengineRun {
+    process: Peer,
+    log: std::path::PathBuf,
+    ng: NgClient,
+    generator: Generator,
+    calls: usize,
+    name: String,
+}
 
-    let mut ng = NgClient::new(SocketAddr::from(([127, 0, 0, 1], ng_port))).await?;
-    let ping = Bencode::dict(&[("command", Bencode::text("ping"))]);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = rtpengine.0.try_wait()? {
-            anyhow::bail!("rtpengine exited ({status}): {}", said().trim());
+impl RtpengineRun {
+    async fn start(args: &SipBenchArgs, dir: &Path) -> anyhow::Result<Self> {
+        let calls = args.rtpengine_calls.unwrap_or(args.calls) as usize;
+        let ng_port = free_udp_port()?;
+        let log = dir.join("rtpengine.log");
+        let child = Command::new(&args.rtpengine)
+            .args([
+                // Nothing from /etc/rtpengine: this command line is all of it.
+                "--config-file=none",
+                "--interface=127.0.0.1",
+                &format!("--listen-ng=127.0.0.1:{ng_port}"),
+                "--foreground",
+                "--log-stderr",
+                // Warnings and worse, as the Switchyard side runs at `error`.
+                "--log-level=4",
+                // Userspace forwarding only (no kernel module).
+                "--table=-1",
+                &format!("--port-min={}", RTPENGINE_PORTS.0),
+                &format!("--port-max={}", RTPENGINE_PORTS.1),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {e} (scripts/install-test-deps.sh installs rtpengine-daemon)",
+                    args.rtpengine
+                )
+            })?;
+        let mut rtpengine = Peer(child);
+        let said = || std::fs::read_to_string(&log).unwrap_or_default();
+
+        let mut ng = NgClient::new(SocketAddr::from(([127, 0, 0, 1], ng_port))).await?;
+        let ping = Bencode::dict(&[("command", Bencode::text("ping"))]);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = rtpengine.0.try_wait()? {
+                anyhow::bail!("rtpengine exited ({status}): {}", said().trim());
+            }
+            if ng.request(&ping, 1).await.is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("rtpengine never answered ping: {}", said().trim());
+            }
         }
-        if ng.request(&ping, 1).await.is_ok() {
-            break;
+
+        let mut generator = Generator::new(calls, RTPENGINE_GENERATOR_PORTS);
+        for i in 0..calls {
+            let a = generator.bind_pair()?;
+            let b = generator.bind_pair()?;
+            let call_id = format!("bench-{i}");
+            let (from_tag, to_tag) = (format!("a{i}"), format!("b{i}"));
+            let a_port = a.0.local_addr()?.port();
+            let b_port = b.0.local_addr()?.port();
+            // The offer carries A's address; rtpengine rewrites it to the port
+            // that B must send to. The answer carries B's; rewritten, A's.
+            let offer = Bencode::dict(&[
+                ("command", Bencode::text("offer")),
+                ("call-id", Bencode::text(&call_id)),
+                ("from-tag", Bencode::text(&from_tag)),
+                ("sdp", Bencode::text(&generator_sdp(2 * i, a_port))),
+            ]);
+            let to_engine_for_b = ng_sdp_address(&ng.request(&offer, 3).await?)?;
+            let answer = Bencode::dict(&[
+                ("command", Bencode::text("answer")),
+                ("call-id", Bencode::text(&call_id)),
+                ("from-tag", Bencode::text(&from_tag)),
+                ("to-tag", Bencode::text(&to_tag)),
+                ("sdp", Bencode::text(&generator_sdp(2 * i + 1, b_port))),
+            ]);
+            let to_engine_for_a = ng_sdp_address(&ng.request(&answer, 3).await?)?;
+            generator.start(
+                i,
+                vec![Leg::new(a, to_engine_for_a)?, Leg::new(b, to_engine_for_b)?],
+            );
         }
-        if Instant::now() > deadline {
-            anyhow::bail!("rtpengine never answered ping: {}", said().trim());
-        }
+        Ok(Self {
+            process: rtpengine,
+            log,
+            ng,
+            generator,
+            calls,
+            name: format!(
+                "rtpengine {} (userspace relay)",
+                rtpengine_version(&args.rtpengine)
+            ),
+        })
     }
 
-    let mut generator = Generator::new(calls);
-    for i in 0..calls {
-        let a = generator.bind_pair()?;
-        let b = generator.bind_pair()?;
-        let call_id = format!("bench-{i}");
-        let (from_tag, to_tag) = (format!("a{i}"), format!("b{i}"));
-        let a_port = a.0.local_addr()?.port();
-        let b_port = b.0.local_addr()?.port();
-        // The offer carries A's address; rtpengine rewrites it to the port
-        // that B must send to. The answer carries B's; rewritten, A's.
-        let offer = Bencode::dict(&[
-            ("command", Bencode::text("offer")),
-            ("call-id", Bencode::text(&call_id)),
-            ("from-tag", Bencode::text(&from_tag)),
-            ("sdp", Bencode::text(&generator_sdp(2 * i, a_port))),
-        ]);
-        let to_engine_for_b = ng_sdp_address(&ng.request(&offer, 3).await?)?;
-        let answer = Bencode::dict(&[
-            ("command", Bencode::text("answer")),
-            ("call-id", Bencode::text(&call_id)),
-            ("from-tag", Bencode::text(&from_tag)),
-            ("to-tag", Bencode::text(&to_tag)),
-            ("sdp", Bencode::text(&generator_sdp(2 * i + 1, b_port))),
-        ]);
-        let to_engine_for_a = ng_sdp_address(&ng.request(&answer, 3).await?)?;
-        generator.start(
-            i,
-            vec![Leg::new(a, to_engine_for_a)?, Leg::new(b, to_engine_for_b)?],
-        );
+    fn pid(&self) -> u32 {
+        self.process.0.id()
     }
-    let window = settle_then_measure(pid, &generator, Duration::from_secs(args.window)).await;
-    let legs = generator.stop().await?;
-    let window = window?;
-    for i in 0..calls {
-        let delete = Bencode::dict(&[
-            ("command", Bencode::text("delete")),
-            ("call-id", Bencode::text(&format!("bench-{i}"))),
-            ("from-tag", Bencode::text(&format!("a{i}"))),
-        ]);
-        if let Err(e) = ng.request(&delete, 3).await {
-            tracing::warn!(error = %e, call = i, "rtpengine delete failed");
+
+    /// Stops the streams, deletes the calls and stops rtpengine.
+    async fn finish(self, window: Window) -> anyhow::Result<TargetResult> {
+        let Self {
+            mut process,
+            log,
+            mut ng,
+            generator,
+            calls,
+            name,
+        } = self;
+        let legs = generator.stop().await?;
+        for i in 0..calls {
+            let delete = Bencode::dict(&[
+                ("command", Bencode::text("delete")),
+                ("call-id", Bencode::text(&format!("bench-{i}"))),
+                ("from-tag", Bencode::text(&format!("a{i}"))),
+            ]);
+            if let Err(e) = ng.request(&delete, 3).await {
+                tracing::warn!(error = %e, call = i, "rtpengine delete failed");
+            }
         }
+        if let Some(status) = process.0.try_wait()? {
+            anyhow::bail!(
+                "rtpengine exited during the run ({status}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default().trim()
+            );
+        }
+        drop(process);
+        Ok(TargetResult {
+            name,
+            calls,
+            legs_per_call: 2,
+            window,
+            legs,
+        })
     }
-    if let Some(status) = rtpengine.0.try_wait()? {
-        anyhow::bail!(
-            "rtpengine exited during the run ({status}): {}",
-            said().trim()
-        );
-    }
-    drop(rtpengine);
-    Ok(TargetResult {
-        name: format!(
-            "rtpengine {} (userspace relay)",
-            rtpengine_version(&args.rtpengine)
-        ),
-        calls,
-        legs_per_call: 2,
-        window,
-        legs,
-    })
 }
 
 /// The RTP address in an ng reply's `sdp`.
@@ -1034,152 +1097,198 @@ fn toml_string(s: &str) -> String {
     out
 }
 
-async fn run_switchyard(args: &SipBenchArgs, dir: &Path) -> anyhow::Result<TargetResult> {
-    let calls = args.calls as usize;
-    let sip_port = free_udp_port()?;
-    let data = dir.join("switchyard");
-    std::fs::create_dir_all(&data)?;
-    let config_file = dir.join("switchyard.toml");
-    let db = format!("sqlite://{}", data.join("switchyard.db").display());
-    std::fs::write(
-        &config_file,
-        format!(
-            "database_url = {}\nhttp_addr = \"127.0.0.1:0\"\ndata_dir = {}\n\
+/// `switchyard serve` with its calls up and streaming.
+struct SwitchyardRun {
+    server: Peer,
+    uac: SipUac,
+    dialogs: Vec<SipCall>,
+    generator: Generator,
+    data: std::path::PathBuf,
+    calls: usize,
+}
+
+impl SwitchyardRun {
+    async fn start(args: &SipBenchArgs, dir: &Path) -> anyhow::Result<Self> {
+        let calls = args.calls as usize;
+        let sip_port = free_udp_port()?;
+        let data = dir.join("switchyard");
+        std::fs::create_dir_all(&data)?;
+        let config_file = dir.join("switchyard.toml");
+        let db = format!("sqlite://{}", data.join("switchyard.db").display());
+        std::fs::write(
+            &config_file,
+            format!(
+                "database_url = {}\nhttp_addr = \"127.0.0.1:0\"\ndata_dir = {}\n\
              sip_addr = \"127.0.0.1:{sip_port}\"\n\
-             rtp_port_min = {TARGET_PORT_MIN}\nrtp_port_max = {TARGET_PORT_MAX}\n\
+             rtp_port_min = {}\nrtp_port_max = {}\n\
              max_live_calls = {}\nscheduler_interval_ms = 3600000\n\n\
              [[sip_trunks]]\nname = \"bench\"\nhost = \"127.0.0.1\"\nnumbers = [\"{NUMBER}\"]\n",
-            toml_string(&db),
-            toml_string(&data.display().to_string()),
-            calls + 100,
-        ),
-    )?;
-    let mut command = Command::new(std::env::current_exe()?);
-    command.arg("--config").arg(&config_file).arg("serve");
-    // The file is the whole configuration: none of our SWITCHYARD_* settings.
-    for (key, _) in std::env::vars_os() {
-        if key
-            .to_str()
-            .is_some_and(|k| k.starts_with("SWITCHYARD_") && k != "SWITCHYARD_LOG")
-        {
-            command.env_remove(&key);
-        }
-    }
-    if std::env::var_os("SWITCHYARD_LOG").is_none() {
-        command.env("SWITCHYARD_LOG", "error");
-    }
-    let log = dir.join("switchyard.log");
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdout from switchyard serve"))?;
-    let server = Peer(child);
-    let pid = server.0.id();
-    let said = || std::fs::read_to_string(&log).unwrap_or_default();
-    // Ready once it says where it listens; what it prints after is read and dropped.
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.starts_with("Switchyard listening") {
-                let _ = ready_tx.send(());
+                toml_string(&db),
+                toml_string(&data.display().to_string()),
+                SWITCHYARD_PORTS.0,
+                SWITCHYARD_PORTS.1,
+                calls + 100,
+            ),
+        )?;
+        let mut command = Command::new(std::env::current_exe()?);
+        command.arg("--config").arg(&config_file).arg("serve");
+        // The file is the whole configuration: none of our SWITCHYARD_* settings.
+        for (key, _) in std::env::vars_os() {
+            if key
+                .to_str()
+                .is_some_and(|k| k.starts_with("SWITCHYARD_") && k != "SWITCHYARD_LOG")
+            {
+                command.env_remove(&key);
             }
         }
-    });
-    if tokio::time::timeout(Duration::from_secs(60), ready_rx.recv())
-        .await
-        .ok()
-        .flatten()
-        .is_none()
-    {
-        anyhow::bail!("switchyard serve did not start: {}", said().trim());
+        if std::env::var_os("SWITCHYARD_LOG").is_none() {
+            command.env("SWITCHYARD_LOG", "error");
+        }
+        let log = dir.join("switchyard.log");
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout from switchyard serve"))?;
+        let server = Peer(child);
+        let said = || std::fs::read_to_string(&log).unwrap_or_default();
+        // Ready once it says where it listens; what it prints after is read and dropped.
+        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.starts_with("Switchyard listening") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        if tokio::time::timeout(Duration::from_secs(60), ready_rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            anyhow::bail!("switchyard serve did not start: {}", said().trim());
+        }
+
+        let uac = SipUac::new(SocketAddr::from(([127, 0, 0, 1], sip_port))).await?;
+        let mut generator = Generator::new(calls, SWITCHYARD_GENERATOR_PORTS);
+        let mut dialogs = Vec::with_capacity(calls);
+        for i in 0..calls {
+            let pair = generator.bind_pair()?;
+            let port = pair.0.local_addr()?.port();
+            let call = uac
+                .call(i, &generator_sdp(i, port))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}: {}", said().trim()))?;
+            generator.start(i, vec![Leg::new(pair, call.media)?]);
+            dialogs.push(call);
+        }
+        Ok(Self {
+            server,
+            uac,
+            dialogs,
+            generator,
+            data,
+            calls,
+        })
     }
 
-    let uac = SipUac::new(SocketAddr::from(([127, 0, 0, 1], sip_port))).await?;
-    let mut generator = Generator::new(calls);
-    let mut dialogs = Vec::with_capacity(calls);
-    for i in 0..calls {
-        let pair = generator.bind_pair()?;
-        let port = pair.0.local_addr()?.port();
-        let call = uac
-            .call(i, &generator_sdp(i, port))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}: {}", said().trim()))?;
-        generator.start(i, vec![Leg::new(pair, call.media)?]);
-        dialogs.push(call);
+    fn pid(&self) -> u32 {
+        self.server.0.id()
     }
-    let window = settle_then_measure(pid, &generator, Duration::from_secs(args.window)).await;
-    let legs = generator.stop().await?;
-    let window = window?;
-    let ended_early = uac.requests_received();
-    let mut bye_failures = 0;
-    for call in dialogs {
-        if let Err(e) = uac.hang_up(call).await {
-            tracing::warn!(error = %e, "BYE failed");
-            bye_failures += 1;
+
+    /// Stops the streams, hangs up, stops the server cleanly and counts the
+    /// recordings it closed.
+    async fn finish(self, window: Window) -> anyhow::Result<TargetResult> {
+        let Self {
+            server,
+            uac,
+            dialogs,
+            generator,
+            data,
+            calls,
+        } = self;
+        let pid = server.0.id();
+        let legs = generator.stop().await?;
+        let ended_early = uac.requests_received();
+        let mut bye_failures = 0;
+        for call in dialogs {
+            if let Err(e) = uac.hang_up(call).await {
+                tracing::warn!(error = %e, "BYE failed");
+                bye_failures += 1;
+            }
         }
-    }
-    // A clean stop closes every recording; then they are counted.
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let mut server = server;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.0.try_wait()?.is_none() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (recordings, bytes) = std::fs::read_dir(data.join("recordings"))
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.path().extension().is_some_and(|x| x == "wav"))
-                .fold((0usize, 0u64), |(n, b), e| {
-                    (n + 1, b + e.metadata().map(|m| m.len()).unwrap_or(0))
-                })
+        // A clean stop closes every recording; then they are counted.
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let mut server = server;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.0.try_wait()?.is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (recordings, bytes) = std::fs::read_dir(data.join("recordings"))
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "wav"))
+                    .fold((0usize, 0u64), |(n, b), e| {
+                        (n + 1, b + e.metadata().map(|m| m.len()).unwrap_or(0))
+                    })
+            })
+            .unwrap_or((0, 0));
+        drop(server);
+        if ended_early > 0 {
+            anyhow::bail!("Switchyard sent {ended_early} requests (calls ended early?)");
+        }
+        if bye_failures > 0 {
+            anyhow::bail!("{bye_failures} BYEs failed");
+        }
+        if recordings < calls {
+            anyhow::bail!("{recordings} recordings for {calls} calls");
+        }
+        Ok(TargetResult {
+            name: format!(
+                "Switchyard (relay + record; {recordings} WAVs, {:.0} MB)",
+                bytes as f64 / 1e6
+            ),
+            calls,
+            legs_per_call: 1,
+            window,
+            legs,
         })
-        .unwrap_or((0, 0));
-    drop(server);
-    if ended_early > 0 {
-        anyhow::bail!("Switchyard sent {ended_early} requests (calls ended early?)");
     }
-    if bye_failures > 0 {
-        anyhow::bail!("{bye_failures} BYEs failed");
-    }
-    if recordings < calls {
-        anyhow::bail!("{recordings} recordings for {calls} calls");
-    }
-    Ok(TargetResult {
-        name: format!(
-            "Switchyard (relay + record; {recordings} WAVs, {:.0} MB)",
-            bytes as f64 / 1e6
-        ),
-        calls,
-        legs_per_call: 1,
-        window,
-        legs,
-    })
 }
 
 // ---------------------------------------------------------------------------
 
 pub async fn media(args: &SipBenchArgs, dir: &Path) -> anyhow::Result<()> {
-    let rtpengine = run_rtpengine(args, dir).await?;
-    let switchyard = run_switchyard(args, dir).await?;
+    let rtpengine = RtpengineRun::start(args, dir).await?;
+    let switchyard = SwitchyardRun::start(args, dir).await?;
+    tokio::time::sleep(SETTLE).await;
+    let (rtpengine_window, switchyard_window, machine) = measure(
+        (rtpengine.pid(), &rtpengine.generator.counters),
+        (switchyard.pid(), &switchyard.generator.counters),
+        Duration::from_secs(args.window),
+    )
+    .await?;
+    let rtpengine = rtpengine.finish(rtpengine_window).await?;
+    let switchyard = switchyard.finish(switchyard_window).await?;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1) as f64;
 
     println!(
-        "RTP media cost per packet: G.711 μ-law, 20 ms packets, each stream both ways, {} s window with all calls up",
-        args.window
+        "RTP media cost per packet: G.711 μ-law, 20 ms packets, each stream both ways; both targets at once, {:.0} s window with all calls up",
+        machine.seconds
     );
     println!(
         "| target | calls | streams each way | packets to / from target | packets/s | lost (whole run) | CPU s | CPU of one core | CPU s per million packets |"
@@ -1207,17 +1316,21 @@ pub async fn media(args: &SipBenchArgs, dir: &Path) -> anyhow::Result<()> {
         "Switchyard ÷ rtpengine, CPU per packet: {ratio:.2}× (goal ≤ 1.0×: {})",
         if ratio <= 1.0 { "met" } else { "not met" }
     );
-    for t in [&rtpengine, &switchyard] {
-        let w = &t.window;
-        println!(
-            "Machine during the {} window: {:.0}% of {cores} cores busy (target {:.0}%, generator {:.0}%, everything else {:.0}%)",
-            t.name.split(' ').next().unwrap_or_default(),
-            100.0 * w.machine_cpu / w.seconds / cores,
-            100.0 * w.target_cpu / w.seconds / cores,
-            100.0 * w.generator_cpu / w.seconds / cores,
-            100.0 * (w.machine_cpu - w.target_cpu - w.generator_cpu).max(0.0) / w.seconds / cores,
-        );
-    }
+    let share = |cpu: f64| 100.0 * cpu / machine.seconds / cores;
+    println!(
+        "Machine during the window: {:.0}% of {cores} cores busy (rtpengine {:.0}%, Switchyard {:.0}%, generator {:.0}%, everything else {:.0}%)",
+        share(machine.all_cpu),
+        share(rtpengine.window.target_cpu),
+        share(switchyard.window.target_cpu),
+        share(machine.generator_cpu),
+        share(
+            (machine.all_cpu
+                - rtpengine.window.target_cpu
+                - switchyard.window.target_cpu
+                - machine.generator_cpu)
+                .max(0.0)
+        ),
+    );
     let mut failed = Vec::new();
     for t in [&rtpengine, &switchyard] {
         let not_sent: u64 = t.legs.iter().map(|l| l.not_sent).sum();
@@ -1340,7 +1453,7 @@ mod tests {
     #[test]
     fn rtcp_reports_on_our_stream_are_kept() {
         let socket_pair = || {
-            let mut next = GENERATOR_PORT_BASE + 2000;
+            let mut next = SWITCHYARD_GENERATOR_PORTS + 4000;
             bind_pair(&mut next).unwrap()
         };
         let rt = tokio::runtime::Builder::new_current_thread()
