@@ -327,7 +327,7 @@ struct Leg {
     to: SocketAddr,
     sender: RtpSender,
     sent: u64,
-    /// Datagrams the socket refused (buffer full): the generator fell behind.
+    /// Datagrams the socket refused to send.
     not_sent: u64,
     back: ReceptionStats,
     /// From the target's last RTCP report on our stream: packets it lost.
@@ -437,7 +437,10 @@ impl Streamer {
                     let payload = &self.tone[at..at + FRAME_SAMPLES];
                     for leg in legs.iter_mut() {
                         let packet = leg.sender.audio(PCMU, ticks == 0, payload, FRAME_SAMPLES as u32);
-                        if leg.rtp.try_send_to(&packet, leg.to).is_ok() {
+                        // Awaited, not tried: a socket whose writability the
+                        // reactor has not yet seen (just made, on a busy
+                        // machine) would refuse a try at once.
+                        if leg.rtp.send_to(&packet, leg.to).await.is_ok() {
                             leg.sent += 1;
                             self.counters.sent.fetch_add(1, Ordering::Relaxed);
                         } else {
