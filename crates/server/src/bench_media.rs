@@ -1449,7 +1449,7 @@ mod tests {
 
     #[test]
     fn toml_strings_are_escaped() {
-        assert_eq!(toml_string("/tmp/a b"), "\"/tmp/a b\"");
+        assert_eq!(toml_string("/srv/a b"), "\"/srv/a b\"");
         assert_eq!(toml_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000A\"");
     }
 
