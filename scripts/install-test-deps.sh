@@ -18,13 +18,17 @@ fi
 
 # Debian packages, installed only when missing (apt-get update only then):
 #   wrk                          API benchmark (switchyard bench api)
+#   rtpengine-daemon             media benchmark peer (switchyard bench sip media);
+#                                where policy-rc.d forbids it (containers) its
+#                                service does not start; either way the
+#                                benchmark runs its own on ports of its own
 #   sip-tester (sipp), baresip-core, tshark
 #                                SIP peers and captures for the SIP engine tests
 #   sox, espeak-ng, ffmpeg       audio fixtures and checks for media/recordings
 #   chromium, chromium-driver    browser tests (Swagger UI, WebRTC join page)
 #   python3-venv                 the .venv below
 #   postgresql-client            pg_isready, psql
-PACKAGES=(wrk sip-tester baresip-core tshark sox espeak-ng ffmpeg
+PACKAGES=(wrk rtpengine-daemon sip-tester baresip-core tshark sox espeak-ng ffmpeg
           chromium chromium-driver python3-venv postgresql-client)
 missing=()
 for p in "${PACKAGES[@]}"; do

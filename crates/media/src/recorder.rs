@@ -49,10 +49,17 @@ impl<W: Write + Seek> StereoRecorder<W> {
                 });
             }
         }
+        // The tick's samples go to the sink in one write: hound's 16-bit
+        // writer fills a buffer it keeps between ticks, where `write_sample`
+        // makes a call into the sink per sample (half the cost of a tick).
+        // It asserts that exactly the reserved count is written, which the
+        // sizes checked above ensure.
+        let mut tick = self.writer.get_i16_writer(2 * self.frame_samples as u32);
         for i in 0..self.frame_samples {
-            self.writer.write_sample(far.map_or(0, |f| f[i]))?;
-            self.writer.write_sample(near.map_or(0, |n| n[i]))?;
+            tick.write_sample(far.map_or(0, |f| f[i]));
+            tick.write_sample(near.map_or(0, |n| n[i]));
         }
+        tick.flush()?;
         self.ticks += 1;
         Ok(())
     }

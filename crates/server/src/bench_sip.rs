@@ -8,6 +8,8 @@
 //! - `concurrent`: SIPp places N calls that each stream μ-law both ways and
 //!   stay up; once all are up, the server's CPU use over a window, then the
 //!   media totals of all calls: late 20 ms ticks, lost and concealed frames.
+//! - `media`: CPU time per RTP packet against rtpengine, both as child
+//!   processes under the same generated traffic ([`crate::bench_media`]).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -20,12 +22,13 @@ use switchyard_telephony::engine::MediaTotalsSnapshot;
 use crate::app::RunningServer;
 use crate::config::Config;
 
-const NUMBER: &str = "+15550009999";
+pub(crate) const NUMBER: &str = "+15550009999";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SipBenchArgs {
-    /// `setup` (call setup rate) or `concurrent` (calls held with media).
-    #[arg(value_parser = ["setup", "concurrent"])]
+    /// `setup` (call setup rate), `concurrent` (calls held with media) or
+    /// `media` (CPU per RTP packet against rtpengine).
+    #[arg(value_parser = ["setup", "concurrent", "media"])]
     pub mode: String,
     /// setup: new calls per second.
     #[arg(long, default_value_t = 100)]
@@ -33,15 +36,22 @@ pub struct SipBenchArgs {
     /// setup: seconds to sustain the rate.
     #[arg(long, default_value_t = 60)]
     pub duration: u64,
-    /// concurrent: calls held at once.
+    /// concurrent, media: calls held at once.
     #[arg(long, default_value_t = 200)]
     pub calls: u32,
-    /// concurrent: seconds of the measuring window once all calls are up.
+    /// concurrent, media: seconds of the measuring window once all calls are up.
     #[arg(long, default_value_t = 20)]
     pub window: u64,
     /// Do not record the calls (to measure what recording costs).
     #[arg(long)]
     pub no_record: bool,
+    /// media: calls through rtpengine (default: --calls). Each has two legs,
+    /// so half of --calls gives rtpengine Switchyard's packet rate.
+    #[arg(long)]
+    pub rtpengine_calls: Option<u32>,
+    /// media: the rtpengine binary to measure against.
+    #[arg(long, default_value = "rtpengine")]
+    pub rtpengine: String,
 }
 
 /// CPU time (user + system) of a process, from /proc.
@@ -63,7 +73,7 @@ pub(crate) fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
 }
 
 /// A child process killed when dropped.
-struct Peer(Child);
+pub(crate) struct Peer(pub(crate) Child);
 
 impl Drop for Peer {
     fn drop(&mut self) {
@@ -93,7 +103,7 @@ fn sipp_counts(csv: &Path) -> anyhow::Result<(u64, u64)> {
     Ok((column("SuccessfulCall(C)"), column("FailedCall(C)")))
 }
 
-fn free_udp_port() -> anyhow::Result<u16> {
+pub(crate) fn free_udp_port() -> anyhow::Result<u16> {
     Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -221,6 +231,7 @@ pub async fn run_sip(base: &Config, args: SipBenchArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let result = match args.mode.as_str() {
         "setup" => setup(base, &args, &dir).await,
+        "media" => crate::bench_media::media(&args, &dir).await,
         _ => concurrent(base, &args, &dir).await,
     };
     let _ = std::fs::remove_dir_all(&dir);
