@@ -161,8 +161,7 @@ fn measure(args: &RecordingBenchArgs, dir: &Path) -> anyhow::Result<()> {
             .args([
                 "-nostdin",
                 "-hide_banner",
-                "-loglevel",
-                "error",
+                "-nostats",
                 "-benchmark",
                 "-y",
                 "-i",

@@ -508,10 +508,14 @@ async fn concurrent(base: &Config, args: &SipBenchArgs, dir: &Path) -> anyhow::R
     println!("|---|---|");
     println!("| calls completed / failed (SIPp) | {ok} / {failed} |");
     println!(
-        "| server CPU over {:.0} s with all calls up | {:.0}% of one core ({:.0}% of {cores} cores) |",
+        "| server CPU over {:.0} s with all calls up | {:.1}% of one core ({:.1}% of {cores} cores) |",
         wall,
         100.0 * cpu / wall,
         100.0 * cpu / wall / cores
+    );
+    println!(
+        "| server CPU per call | {:.3} ms per second of call |",
+        1000.0 * cpu / wall / up.max(1) as f64
     );
     println!(
         "| 20 ms ticks run late | {} of {} ({:.3}%) |",
