@@ -21,6 +21,7 @@ mod events;
 mod loads;
 mod orgs;
 mod telephony;
+mod webhooks;
 
 pub use api_keys::{ApiKeyAuthRow, NewApiKey};
 pub use calls::{
@@ -32,6 +33,10 @@ pub use loads::UpsertOutcome;
 pub use orgs::{NewUser, UserAuthRow};
 pub use telephony::{
     InboundRoute, NewPhoneNumber, NewSipTrunk, PhoneNumberPatch, SipTrunkPatch, TrunkRoute,
+};
+pub use webhooks::{
+    AttemptOutcome, AttemptResult, ClaimedAttempt, DispatchSummary, InterruptedAttempt,
+    NewWebhookEndpoint, RecordSummary, WebhookEndpointPatch,
 };
 
 #[derive(Debug, thiserror::Error)]
