@@ -13,6 +13,7 @@ pub mod scheduler;
 pub mod telephony;
 pub mod trunks;
 pub mod validate;
+pub mod webhooks;
 
 pub use auth::{AuthService, Principal, PrincipalKind};
 pub use error::{Error, ErrorCode};
@@ -27,6 +28,8 @@ pub struct Services {
     pub store: Store,
     pub auth: Arc<AuthService>,
     pub telephony: Option<Arc<dyn telephony::Telephony>>,
+    /// Where webhooks may be sent (the configuration's allow-list).
+    pub webhook_destinations: Arc<switchyard_domain::destination::DestinationPolicy>,
 }
 
 impl Services {

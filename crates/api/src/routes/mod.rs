@@ -6,6 +6,7 @@ pub mod calls;
 pub mod health;
 pub mod loads;
 pub mod trunks;
+pub mod webhooks;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -43,4 +44,18 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             trunks::update_phone_number,
             trunks::delete_phone_number
         ))
+        .routes(routes!(
+            webhooks::create_webhook_endpoint,
+            webhooks::list_webhook_endpoints
+        ))
+        .routes(routes!(
+            webhooks::get_webhook_endpoint,
+            webhooks::update_webhook_endpoint,
+            webhooks::delete_webhook_endpoint
+        ))
+        .routes(routes!(webhooks::rotate_webhook_secret))
+        .routes(routes!(webhooks::list_endpoint_messages))
+        .routes(routes!(webhooks::list_message_attempts))
+        .routes(routes!(webhooks::replay_webhook_message))
+        .routes(routes!(webhooks::list_event_types))
 }
