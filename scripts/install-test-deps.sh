@@ -56,12 +56,17 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
 fi
 
 # A virtual environment at .venv with the PyPI openapi-spec-validator, which
-# the OpenAPI test in crates/server/tests runs on the served document.
+# the OpenAPI test in crates/server/tests runs on the served document, and
+# standardwebhooks, the official Standard Webhooks verifier the webhook
+# receiver in crates/server/tests checks every delivery with.
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 if ! .venv/bin/python -c "import openapi_spec_validator" 2>/dev/null; then
   .venv/bin/python -m pip install -q --disable-pip-version-check openapi-spec-validator
+fi
+if ! .venv/bin/python -c "import standardwebhooks" 2>/dev/null; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check standardwebhooks
 fi
 
 echo "install-test-deps: ready"
