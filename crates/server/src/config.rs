@@ -162,7 +162,7 @@ impl Default for Config {
             no_media_timeout_seconds: 30,
             webhook_allow_destinations: Vec::new(),
             webhook_delivery_enabled: true,
-            webhook_poll_interval_ms: 100,
+            webhook_poll_interval_ms: 50,
             webhook_concurrency: 64,
             webhook_timeout_ms: 15_000,
             webhook_disable_after_seconds: 5 * 24 * 3600,

@@ -9,11 +9,16 @@
 //!   dispatcher runs at a time (a transaction-scoped advisory lock on
 //!   PostgreSQL, the writer lock on SQLite), so it takes events in `seq`
 //!   order, and so in commit order per subject.
+//! - **Held attempts**: a PENDING attempt is `held` while its endpoint is
+//!   not ACTIVE, or while the endpoint has an open delivery of the same
+//!   subject (call) with an earlier event; so per endpoint a call's events
+//!   go out in order. Finishing a delivery releases the subject's next one;
+//!   making the endpoint ACTIVE releases the head of each subject. Held
+//!   attempts are outside the due index, so a paused endpoint's backlog
+//!   costs claims nothing.
 //! - **Claim** (`claim_webhook_attempts`): PENDING → SENDING with a
 //!   compare-and-set, rows locked `FOR UPDATE SKIP LOCKED` on PostgreSQL, so
-//!   two workers never send the same attempt. An attempt waits while its
-//!   endpoint has an open delivery of the same subject (call) with an
-//!   earlier event: per endpoint, a call's events go out in order.
+//!   two workers never send the same attempt. It walks the due index only.
 //! - **Results** (`record_webhook_outcomes`) apply only if the attempt is
 //!   still SENDING under the same claim.
 
@@ -36,8 +41,14 @@ use crate::{
 /// The advisory lock key of the fan-out on PostgreSQL ("whfanout" in ASCII).
 const FAN_OUT_LOCK: i64 = 0x7768_6661_6e6f_7574;
 
-/// Bind values per multi-row statement, under both drivers' limits.
-const MAX_BINDS_PER_STATEMENT: usize = 30_000;
+/// Limits of one multi-row statement. Bind values: sqlx's cost per bound
+/// value grows with the statement's count (one 30 000-value INSERT took
+/// seconds on SQLite where thirty 1 000-value ones take milliseconds).
+/// Bytes: sqlx 0.9 leaves Nagle's algorithm on (TCP_NODELAY unset), so a
+/// PostgreSQL message that does not go out in one write waits ~40 ms for a
+/// delayed ACK; statements of a few KiB go out in one.
+const MAX_BINDS_PER_STATEMENT: usize = 1_000;
+const MAX_BYTES_PER_STATEMENT: usize = 8 * 1024;
 
 const ENDPOINT_COLUMNS: &str = "id, organization_id, url, description, event_types, headers, status, disabled_reason, \
      signing_secret, previous_signing_secret, previous_secret_expires_at, failing_since, created_at, updated_at";
@@ -45,15 +56,47 @@ const ENDPOINT_COLUMNS: &str = "id, organization_id, url, description, event_typ
 const ATTEMPT_COLUMNS: &str = "a.id, a.message_id, a.endpoint_id, a.attempt, a.max_attempts, a.status, a.next_attempt_at, \
      a.response_status_code, a.response_body_excerpt, a.error_message, a.duration_ms, a.delivered_at, a.created_at, m.payload";
 
-/// Due attempts a worker may send now: PENDING, due, endpoint ACTIVE, and no
-/// earlier event of the same subject still open for the same endpoint.
-const DUE_ATTEMPTS: &str = "SELECT a.id FROM webhook_attempts a \
-     JOIN webhook_endpoints e ON e.id = a.endpoint_id \
-     JOIN webhook_deliveries d ON d.message_id = a.message_id AND d.endpoint_id = a.endpoint_id \
-     WHERE a.status = 'PENDING' AND a.next_attempt_at <= $1 AND e.status = 'ACTIVE' \
-     AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id \
-       AND p.subject_id = d.subject_id AND p.status = 'PENDING' AND p.event_seq < d.event_seq) \
-     ORDER BY a.next_attempt_at LIMIT $2";
+/// Due attempts a worker may send now: PENDING, not held, due. One table
+/// and its partial index, so the plan cannot go wrong without statistics
+/// (a join here made PostgreSQL walk every endpoint's attempts). Held
+/// attempts (endpoint not ACTIVE, or an earlier event of the same subject
+/// still open for the endpoint) are outside that index; the claim checks
+/// the endpoint's status again.
+const DUE_ATTEMPTS: &str = "SELECT id FROM webhook_attempts \
+     WHERE status = 'PENDING' AND held = FALSE AND next_attempt_at <= $1 \
+     ORDER BY next_attempt_at LIMIT $2";
+
+/// Releases the next event of a subject for an endpoint (`$1` endpoint,
+/// `$2` subject, `$3` now): the PENDING attempt of its open delivery with
+/// the lowest event, if the endpoint is ACTIVE.
+const RELEASE_NEXT: &str = "UPDATE webhook_attempts SET held = FALSE, updated_at = $3 \
+     WHERE status = 'PENDING' AND held = TRUE AND endpoint_id = $1 \
+     AND message_id = (SELECT d.message_id FROM webhook_deliveries d WHERE d.subject_id = $2 \
+       AND d.endpoint_id = $1 AND d.status = 'PENDING' ORDER BY d.event_seq LIMIT 1) \
+     AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = $1 AND e.status = 'ACTIVE')";
+
+/// Holds every PENDING attempt of endpoint `$1` (`$2` now): it stopped being ACTIVE.
+const HOLD_ENDPOINT: &str = "UPDATE webhook_attempts SET held = TRUE, updated_at = $2 \
+     WHERE endpoint_id = $1 AND status = 'PENDING' AND held = FALSE";
+
+/// Held attempts that need not be: an ACTIVE endpoint, and no earlier open
+/// delivery of the subject. Races between a fan-out and a finishing
+/// delivery of the same subject can leave one; the sweep frees it.
+const STUCK_CONDITION: &str = "status = 'PENDING' AND held = TRUE \
+     AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE status = 'ACTIVE') \
+     AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d JOIN webhook_deliveries p \
+       ON p.subject_id = d.subject_id AND p.endpoint_id = d.endpoint_id AND p.status = 'PENDING' \
+       AND p.event_seq < d.event_seq \
+       WHERE d.message_id = webhook_attempts.message_id AND d.endpoint_id = webhook_attempts.endpoint_id)";
+
+/// Releases, for endpoint `$1` (`$2` now) made ACTIVE, the PENDING attempt
+/// at the head of each subject's open deliveries.
+const RELEASE_ENDPOINT: &str = "UPDATE webhook_attempts SET held = FALSE, updated_at = $2 \
+     WHERE endpoint_id = $1 AND status = 'PENDING' AND held = TRUE \
+     AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d JOIN webhook_deliveries p \
+       ON p.subject_id = d.subject_id AND p.endpoint_id = d.endpoint_id AND p.status = 'PENDING' \
+       AND p.event_seq < d.event_seq \
+       WHERE d.message_id = webhook_attempts.message_id AND d.endpoint_id = webhook_attempts.endpoint_id)";
 
 #[derive(Debug, Clone)]
 pub struct NewWebhookEndpoint {
@@ -276,6 +319,7 @@ struct SubscriberRow {
     id: String,
     organization_id: String,
     event_types: String,
+    status: String,
     created_at: i64,
 }
 
@@ -289,6 +333,7 @@ struct ClaimRow {
     payload: String,
     url: String,
     headers: String,
+    status: String,
     signing_secret: String,
     previous_signing_secret: Option<String>,
     previous_secret_expires_at: Option<i64>,
@@ -321,27 +366,44 @@ fn envelope(event_id: &str, event_type: &str, created_at: i64, data: &str) -> St
     )
 }
 
-/// `($n, $n+1, …), (…)` rows for a multi-row INSERT, in chunks that stay
-/// under the bind limit. Each item yields its row's values.
+/// The bytes a bound value takes on the wire, about.
+fn bind_size(value: &Bind) -> usize {
+    4 + match value {
+        Bind::Text(s) => s.len(),
+        Bind::OptText(s) => s.as_ref().map_or(0, String::len),
+        Bind::Int(_) => 8,
+        Bind::Bool(_) => 1,
+    }
+}
+
+/// `($n, $n+1, …), (…)` rows for a multi-row INSERT, in statements that
+/// stay under [`MAX_BINDS_PER_STATEMENT`] and [`MAX_BYTES_PER_STATEMENT`]
+/// (a row bigger than that alone gets a statement of its own).
 fn insert_chunks(head: &str, rows: &[Vec<Bind>]) -> Vec<Sql> {
-    let width = rows.first().map_or(1, Vec::len).max(1);
-    let per_chunk = (MAX_BINDS_PER_STATEMENT / width).max(1);
-    rows.chunks(per_chunk)
-        .map(|chunk| {
-            let mut sql = Sql::new(head);
-            for (i, row) in chunk.iter().enumerate() {
-                sql.push(if i == 0 { "(" } else { ", (" });
-                for (j, value) in row.iter().enumerate() {
-                    if j > 0 {
-                        sql.push(", ");
-                    }
-                    sql.bind(value.clone());
-                }
-                sql.push(")");
+    let mut statements = Vec::new();
+    let mut current: Option<(Sql, usize)> = None;
+    for row in rows {
+        let row_bytes: usize = row.iter().map(bind_size).sum();
+        let full = current.as_ref().is_some_and(|(sql, bytes)| {
+            sql.binds.len() + row.len() > MAX_BINDS_PER_STATEMENT
+                || bytes + row_bytes > MAX_BYTES_PER_STATEMENT
+        });
+        if full {
+            statements.extend(current.take().map(|(sql, _)| sql));
+        }
+        let (sql, bytes) = current.get_or_insert_with(|| (Sql::new(head), 0));
+        sql.push(if sql.binds.is_empty() { "(" } else { ", (" });
+        for (j, value) in row.iter().enumerate() {
+            if j > 0 {
+                sql.push(", ");
             }
-            sql
-        })
-        .collect()
+            sql.bind(value.clone());
+        }
+        sql.push(")");
+        *bytes += row_bytes;
+    }
+    statements.extend(current.map(|(sql, _)| sql));
+    statements
 }
 
 /// ` IN ($a, $b, …)` over `values`.
@@ -466,9 +528,10 @@ impl Store {
                 Some(h) => headers_json(h)?,
                 None => row.headers,
             };
-            let (status, disabled_reason, failing_since) = match patch.status {
-                Some(s) if s.as_str() != row.status => (s.as_str().to_owned(), None, None),
-                _ => (row.status, row.disabled_reason, row.failing_since),
+            let changed_to = patch.status.filter(|s| s.as_str() != row.status);
+            let (status, disabled_reason, failing_since) = match changed_to {
+                Some(s) => (s.as_str().to_owned(), None, None),
+                None => (row.status, row.disabled_reason, row.failing_since),
             };
             sqlx::query(
                 "UPDATE webhook_endpoints SET url = $1, description = $2, event_types = $3, headers = $4, \
@@ -485,6 +548,18 @@ impl Store {
             .bind(id.uuid().to_string())
             .execute(&mut *tx)
             .await?;
+            if let Some(new_status) = changed_to {
+                let sql = if new_status == EndpointStatus::Active {
+                    RELEASE_ENDPOINT
+                } else {
+                    HOLD_ENDPOINT
+                };
+                sqlx::query(sql)
+                    .bind(id.uuid().to_string())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
         });
         self.get_webhook_endpoint(org, id).await
@@ -658,16 +733,29 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             let msg = msg.ok_or(StoreError::NotFound)?;
-            let endpoint_exists: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM webhook_endpoints WHERE organization_id = $1 AND id = $2",
+            let endpoint_status: Option<String> = sqlx::query_scalar(
+                "SELECT status FROM webhook_endpoints WHERE organization_id = $1 AND id = $2",
             )
             .bind(&org_text)
             .bind(&endpoint_text)
             .fetch_optional(&mut *tx)
             .await?;
-            if endpoint_exists.is_none() {
+            let Some(endpoint_status) = endpoint_status else {
                 return Err(StoreError::NotFound);
-            }
+            };
+            // Held while the endpoint is not ACTIVE or an earlier event of
+            // the subject is still open for it. A replay does not hold back
+            // later events (they may be on their way already).
+            let earlier_open: Option<i64> = sqlx::query_scalar(
+                "SELECT event_seq FROM webhook_deliveries WHERE subject_id = $1 AND endpoint_id = $2 \
+                 AND status = 'PENDING' AND event_seq < $3 LIMIT 1",
+            )
+            .bind(&msg.subject_id)
+            .bind(&endpoint_text)
+            .bind(msg.event_seq)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let held = endpoint_status != EndpointStatus::Active.as_str() || earlier_open.is_some();
             let delivery: Option<DeliveryRow> = sqlx::query_as(
                 "SELECT status, attempt_count, last_response_status_code FROM webhook_deliveries \
                  WHERE message_id = $1 AND endpoint_id = $2",
@@ -714,7 +802,7 @@ impl Store {
             if let Some(n) = new_attempt {
                 sqlx::query(
                     "INSERT INTO webhook_attempts (id, message_id, endpoint_id, organization_id, attempt, max_attempts, \
-                     status, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $7, $7)",
+                     status, held, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $8, $8, $8)",
                 )
                 .bind(AttemptId::new().uuid().to_string())
                 .bind(&message_text)
@@ -722,6 +810,7 @@ impl Store {
                 .bind(&org_text)
                 .bind(n)
                 .bind(n - 1 + series_attempts.max(1))
+                .bind(held)
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
@@ -759,19 +848,22 @@ impl Store {
         limit: i64,
         max_attempts: i64,
     ) -> Result<DispatchSummary> {
-        // Read first: an idle server must not write (on SQLite every write
-        // empties the call cache).
-        let any: Option<i64> = on_pool!(self, |pool| {
-            sqlx::query_scalar(
-                "SELECT seq FROM events WHERE webhooks_dispatched_at IS NULL ORDER BY seq LIMIT 1",
-            )
-            .fetch_optional(pool)
-            .await?
-        });
-        if any.is_none() {
-            return Ok(DispatchSummary::default());
-        }
         let backend = self.backend();
+        // On SQLite, read first: an idle server must not write (every write
+        // empties the call cache). PostgreSQL needs no probe: a transaction
+        // that finds nothing writes nothing.
+        if backend == Backend::Sqlite {
+            let any: Option<i64> = on_pool!(self, |pool| {
+                sqlx::query_scalar(
+                    "SELECT seq FROM events WHERE webhooks_dispatched_at IS NULL ORDER BY seq LIMIT 1",
+                )
+                .fetch_optional(pool)
+                .await?
+            });
+            if any.is_none() {
+                return Ok(DispatchSummary::default());
+            }
+        }
         write_tx!(self, |tx| {
             if backend == Backend::Postgres {
                 let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
@@ -794,17 +886,35 @@ impl Store {
             }
             let orgs: HashSet<&str> = events.iter().map(|e| e.organization_id.as_str()).collect();
             let mut select = Sql::new(
-                "SELECT id, organization_id, event_types, created_at FROM webhook_endpoints \
+                "SELECT id, organization_id, event_types, status, created_at FROM webhook_endpoints \
                  WHERE status IN ('ACTIVE', 'PAUSED') AND organization_id",
             );
             push_in(&mut select, orgs.iter().map(|o| text(*o)));
             select.push(" ORDER BY created_at, id");
+            if backend == Backend::Postgres {
+                // A concurrent PATCH of an endpoint's status waits for this
+                // fan-out, then holds or releases what it inserted.
+                select.push(" FOR SHARE");
+            }
             let subscribers: Vec<SubscriberRow> = bind_all!(
                 sqlx::query_as(AssertSqlSafe(select.text.as_str())),
                 &select.binds
             )
             .fetch_all(&mut *tx)
             .await?;
+            // Subjects with an open delivery to an endpoint: their new events wait.
+            let mut open = Sql::new(
+                "SELECT DISTINCT subject_id, endpoint_id FROM webhook_deliveries WHERE status = 'PENDING' AND subject_id",
+            );
+            let subjects: HashSet<&str> = events.iter().map(|e| e.subject_id.as_str()).collect();
+            push_in(&mut open, subjects.iter().map(|s| text(*s)));
+            let open_rows: Vec<(String, String)> = bind_all!(
+                sqlx::query_as(AssertSqlSafe(open.text.as_str())),
+                &open.binds
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut open_chains: HashSet<(String, String)> = open_rows.into_iter().collect();
             let mut by_org: HashMap<&str, Vec<(&SubscriberRow, Vec<String>)>> = HashMap::new();
             for s in &subscribers {
                 let types: Vec<String> = serde_json::from_str(&s.event_types).map_err(corrupt)?;
@@ -845,6 +955,9 @@ impl Store {
                     Bind::Int(now),
                 ]);
                 for target in targets {
+                    let chain = (event.subject_id.clone(), target.id.clone());
+                    let held = target.status != EndpointStatus::Active.as_str()
+                        || !open_chains.insert(chain);
                     deliveries.push(vec![
                         text(message_id.clone()),
                         text(target.id.clone()),
@@ -865,6 +978,7 @@ impl Store {
                         Bind::Int(1),
                         Bind::Int(max_attempts),
                         text("PENDING"),
+                        Bind::Bool(held),
                         Bind::Int(now),
                         Bind::Int(now),
                         Bind::Int(now),
@@ -884,7 +998,7 @@ impl Store {
             ))
             .chain(insert_chunks(
                 "INSERT INTO webhook_attempts (id, message_id, endpoint_id, organization_id, attempt, max_attempts, \
-                 status, next_attempt_at, created_at, updated_at) VALUES ",
+                 status, held, next_attempt_at, created_at, updated_at) VALUES ",
                 &attempts,
             ));
             for sql in statements {
@@ -915,24 +1029,26 @@ impl Store {
         worker: &str,
         lease_until: i64,
     ) -> Result<Vec<ClaimedAttempt>> {
-        // Read first, as in the fan-out: no write when nothing is due.
-        let due: Vec<String> = on_pool!(self, |pool| {
-            sqlx::query_scalar(DUE_ATTEMPTS)
-                .bind(now)
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-        });
-        if due.is_empty() {
-            return Ok(Vec::new());
+        // Read first on SQLite, as in the fan-out: no write when nothing is due.
+        if self.backend() == Backend::Sqlite {
+            let due: Vec<String> = on_pool!(self, |pool| {
+                sqlx::query_scalar(DUE_ATTEMPTS)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?
+            });
+            if due.is_empty() {
+                return Ok(Vec::new());
+            }
         }
         let lock = match self.backend() {
-            Backend::Postgres => " FOR UPDATE OF a SKIP LOCKED",
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
         let claim = format!(
             "UPDATE webhook_attempts SET status = 'SENDING', claimed_by = $3, lease_expires_at = $4, updated_at = $1 \
-             WHERE status = 'PENDING' AND id IN ({DUE_ATTEMPTS}{lock}) RETURNING id"
+             WHERE status = 'PENDING' AND held = FALSE AND id IN ({DUE_ATTEMPTS}{lock}) RETURNING id"
         );
         let rows: Vec<ClaimRow> = write_tx!(self, |tx| {
             let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(claim.as_str()))
@@ -947,7 +1063,7 @@ impl Store {
             }
             let mut details = Sql::new(
                 "SELECT a.id, a.message_id, a.endpoint_id, a.attempt, a.max_attempts, m.payload, e.url, e.headers, \
-                 e.signing_secret, e.previous_signing_secret, e.previous_secret_expires_at \
+                 e.status, e.signing_secret, e.previous_signing_secret, e.previous_secret_expires_at \
                  FROM webhook_attempts a JOIN webhook_messages m ON m.id = a.message_id \
                  JOIN webhook_endpoints e ON e.id = a.endpoint_id WHERE a.id",
             );
@@ -958,6 +1074,21 @@ impl Store {
             )
             .fetch_all(&mut *tx)
             .await?;
+            // An endpoint that stopped being ACTIVE in a race with the
+            // attempt's release: the attempt goes back, held.
+            let (rows, inactive): (Vec<ClaimRow>, Vec<ClaimRow>) = rows
+                .into_iter()
+                .partition(|r| r.status == EndpointStatus::Active.as_str());
+            if !inactive.is_empty() {
+                let mut back = Sql::new(
+                    "UPDATE webhook_attempts SET status = 'PENDING', held = TRUE, claimed_by = NULL, \
+                     lease_expires_at = NULL WHERE id",
+                );
+                push_in(&mut back, inactive.into_iter().map(|r| Bind::Text(r.id)));
+                bind_all!(sqlx::query(AssertSqlSafe(back.text.as_str())), &back.binds)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             rows
         });
@@ -1070,10 +1201,10 @@ impl Store {
                     _ => "PENDING",
                 };
                 let added = i64::from(next_at.is_some());
-                sqlx::query(
+                let subject: Option<String> = sqlx::query_scalar(
                     "UPDATE webhook_deliveries SET status = $1, attempt_count = attempt_count + $2, \
                      last_response_status_code = COALESCE($3, last_response_status_code), updated_at = $4 \
-                     WHERE message_id = $5 AND endpoint_id = $6",
+                     WHERE message_id = $5 AND endpoint_id = $6 RETURNING subject_id",
                 )
                 .bind(delivery_status)
                 .bind(added)
@@ -1081,25 +1212,20 @@ impl Store {
                 .bind(now)
                 .bind(&message_text)
                 .bind(&endpoint_text)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
-                if let Some(at) = next_at {
-                    let organization: Option<String> = sqlx::query_scalar(
-                        "SELECT organization_id FROM webhook_endpoints WHERE id = $1",
-                    )
-                    .bind(&endpoint_text)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(organization) = organization {
+                match (next_at, subject) {
+                    // The retry: held if the endpoint stopped being ACTIVE meanwhile.
+                    (Some(at), _) => {
                         sqlx::query(
                             "INSERT INTO webhook_attempts (id, message_id, endpoint_id, organization_id, attempt, \
-                             max_attempts, status, next_attempt_at, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $8, $8)",
+                             max_attempts, status, held, next_attempt_at, created_at, updated_at) \
+                             SELECT $1, $2, e.id, e.organization_id, $4, $5, 'PENDING', e.status <> 'ACTIVE', $6, $7, $7 \
+                             FROM webhook_endpoints e WHERE e.id = $3",
                         )
                         .bind(AttemptId::new().uuid().to_string())
                         .bind(&message_text)
                         .bind(&endpoint_text)
-                        .bind(&organization)
                         .bind(o.attempt + 1)
                         .bind(o.max_attempts)
                         .bind(at)
@@ -1107,6 +1233,16 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                     }
+                    // The delivery is over: the subject's next event may go.
+                    (None, Some(subject)) => {
+                        sqlx::query(RELEASE_NEXT)
+                            .bind(&endpoint_text)
+                            .bind(&subject)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    (None, None) => {}
                 }
                 match &o.result {
                     AttemptResult::Delivered { .. } => {
@@ -1147,6 +1283,11 @@ impl Store {
                             .bind(&endpoint_text)
                             .execute(&mut *tx)
                             .await?;
+                            sqlx::query(HOLD_ENDPOINT)
+                                .bind(&endpoint_text)
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
                             summary.disabled.push((o.endpoint_id, reason));
                         }
                     }
@@ -1156,6 +1297,30 @@ impl Store {
             tx.commit().await?;
             Ok(summary)
         })
+    }
+
+    /// Frees held attempts that need not be held (see `STUCK_CONDITION`);
+    /// returns how many. Reads first, so it writes only when it frees some.
+    pub async fn release_stuck_webhook_attempts(&self, now: i64) -> Result<u64> {
+        let probe = format!("SELECT id FROM webhook_attempts WHERE {STUCK_CONDITION} LIMIT 1");
+        let any: Option<String> = on_pool!(self, |pool| {
+            sqlx::query_scalar(AssertSqlSafe(probe.as_str()))
+                .fetch_optional(pool)
+                .await?
+        });
+        if any.is_none() {
+            return Ok(0);
+        }
+        let release = format!(
+            "UPDATE webhook_attempts SET held = FALSE, updated_at = $1 WHERE {STUCK_CONDITION}"
+        );
+        Ok(on_writer!(self, |pool| {
+            sqlx::query(AssertSqlSafe(release.as_str()))
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
     }
 
     /// SENDING attempts whose claim is over: the lease expired, or (when

@@ -9,7 +9,9 @@
 //!    one before it is done;
 //! 4. every few seconds, take back SENDING attempts whose worker is gone
 //!    (lease expired; on SQLite, any claim not ours: one process owns the
-//!    file) and schedule them again at once.
+//!    file) and schedule them again at once; and free held attempts that
+//!    nothing holds any more (a race between a fan-out and the end of the
+//!    delivery before it can leave one).
 //!
 //! Delivery is at least once: a process killed after the receiver answered
 //! but before the result was written sends the message again, with the
@@ -283,9 +285,14 @@ impl DeliveryWorker {
         }
     }
 
-    /// Schedules again, at once, SENDING attempts whose worker is gone.
+    /// Schedules again, at once, SENDING attempts whose worker is gone, and
+    /// frees held attempts a race left held.
     async fn recover(&self, results: &mpsc::UnboundedSender<AttemptOutcome>) -> anyhow::Result<()> {
         let now = self.clock.now_ms();
+        let freed = self.store.release_stuck_webhook_attempts(now).await?;
+        if freed > 0 {
+            tracing::info!(freed, "held webhook attempts released");
+        }
         let sole = self
             .config
             .sole_owner

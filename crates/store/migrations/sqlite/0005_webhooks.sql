@@ -53,7 +53,7 @@ CREATE TABLE webhook_deliveries (
     PRIMARY KEY (message_id, endpoint_id)
 );
 -- Order per subject and endpoint: the open delivery with the lowest event_seq goes first.
-CREATE INDEX webhook_deliveries_open ON webhook_deliveries (endpoint_id, subject_id, event_seq)
+CREATE INDEX webhook_deliveries_open ON webhook_deliveries (subject_id, endpoint_id, event_seq)
     WHERE status = 'PENDING';
 
 CREATE TABLE webhook_attempts (
@@ -64,6 +64,10 @@ CREATE TABLE webhook_attempts (
     attempt                BIGINT NOT NULL,
     max_attempts           BIGINT NOT NULL,
     status                 TEXT NOT NULL CHECK (status IN ('PENDING', 'SENDING', 'SUCCEEDED', 'FAILED', 'DEAD')),
+    -- A PENDING attempt that may not be sent yet: its endpoint is not ACTIVE,
+    -- or an earlier event of the same subject is still open for the endpoint.
+    -- Held attempts stay out of the due index, so claims never wade through them.
+    held                   BOOLEAN NOT NULL DEFAULT FALSE,
     next_attempt_at        BIGINT NOT NULL,
     response_status_code   BIGINT,
     response_body_excerpt  TEXT,
@@ -78,7 +82,9 @@ CREATE TABLE webhook_attempts (
     FOREIGN KEY (message_id, endpoint_id)
         REFERENCES webhook_deliveries (message_id, endpoint_id) ON DELETE CASCADE
 );
-CREATE INDEX webhook_attempts_due ON webhook_attempts (next_attempt_at) WHERE status = 'PENDING';
+CREATE INDEX webhook_attempts_due ON webhook_attempts (next_attempt_at)
+    WHERE status = 'PENDING' AND held = FALSE;
+CREATE INDEX webhook_attempts_held ON webhook_attempts (endpoint_id) WHERE status = 'PENDING' AND held = TRUE;
 CREATE INDEX webhook_attempts_sending ON webhook_attempts (lease_expires_at) WHERE status = 'SENDING';
 CREATE INDEX webhook_attempts_endpoint ON webhook_attempts (endpoint_id, created_at);
 CREATE INDEX webhook_attempts_message ON webhook_attempts (message_id, created_at);
