@@ -3,5 +3,6 @@
 pub mod app;
 pub mod bench;
 pub mod bench_sip;
+pub mod bench_webhooks;
 pub mod bootstrap;
 pub mod config;

@@ -44,6 +44,8 @@ enum Bench {
     Api(switchyard::bench::ApiBenchArgs),
     /// The SIP engine under SIPp load: call setup rate, or calls held with media.
     Sip(switchyard::bench_sip::SipBenchArgs),
+    /// Webhook deliveries per second and state-change-to-receipt latency, 1/10/100 endpoints.
+    Webhooks(switchyard::bench_webhooks::WebhookBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -215,6 +217,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench(Bench::Api(args)) => switchyard::bench::run_api(&config, args).await?,
         Command::Bench(Bench::Sip(args)) => switchyard::bench_sip::run_sip(&config, args).await?,
+        Command::Bench(Bench::Webhooks(args)) => {
+            switchyard::bench_webhooks::run_webhooks(&config, args).await?
+        }
         Command::Admin(cmd) => {
             std::fs::create_dir_all(&config.data_dir)?;
             admin(&config, cmd).await?
