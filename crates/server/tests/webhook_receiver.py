@@ -11,7 +11,9 @@ accepted it. Then the endpoint's behaviour decides the answer:
     PUT  /_control/endpoints/<name>   {"secrets": {"label": "whsec_…"},   # keys left out keep their value
                                        "fail_first": N,   # answer `status` to the first N requests
                                        "status": 500,
-                                       "hold": false}     # keep requests unanswered until released
+                                       "hold": false,     # keep requests unanswered until released
+                                       "redirect": false, # answer 307 to /hooks/<name>-redirected
+                                       "body_bytes": 0}   # answer 200 with this many bytes
     POST /_control/endpoints/<name>/release             # answer the held requests (200)
     GET  /_control/endpoints/<name>   {"requests": n, "unique_ids": n, "deliveries": [...]}
 
@@ -40,6 +42,8 @@ class Endpoint:
         self.status = 500
         self.hold = False
         self.released = threading.Event()
+        self.redirect = False
+        self.body_bytes = 0
         self.deliveries = []
 
     def configure(self, config):
@@ -50,6 +54,10 @@ class Endpoint:
             self.fail_first = int(config["fail_first"])
         if "status" in config:
             self.status = int(config["status"])
+        if "redirect" in config:
+            self.redirect = bool(config["redirect"])
+        if "body_bytes" in config:
+            self.body_bytes = int(config["body_bytes"])
         if "hold" in config:
             hold = bool(config["hold"])
             if hold and not self.hold:
@@ -146,13 +154,22 @@ class Handler(BaseHTTPRequestHandler):
             hold, released = ep.hold, ep.released
             failing = index < ep.fail_first
             status = ep.status
+            redirect, body_bytes = ep.redirect, ep.body_bytes
         if hold:
             released.wait(timeout=120)
-        code = status if failing else 200
+        code = 307 if redirect else status if failing else 200
         with LOCK:
             ep.deliveries[index]["answered"] = code
         try:
-            self.answer(code, b"failing on purpose" if failing else b"ok")
+            if redirect:
+                self.send_response(307)
+                self.send_header("location", f"/hooks/{parts[1]}-redirected")
+                self.send_header("content-length", "0")
+                self.end_headers()
+            elif body_bytes and not failing:
+                self.answer(200, b"x" * body_bytes)
+            else:
+                self.answer(code, b"failing on purpose" if failing else b"ok")
         except (BrokenPipeError, ConnectionResetError):
             pass
 

@@ -739,3 +739,44 @@ async fn a_held_attempt_nothing_holds_is_freed_by_the_sweep() {
     wait_attempt(&srv, id, WAIT, |a| a["status"] == "SUCCEEDED").await;
     srv.stop().await;
 }
+
+/// A redirect is a failure, not followed; a long answer is read only so far
+/// and kept as a 1 KiB excerpt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_not_followed_and_long_answers_are_cut() {
+    let Some(receiver) = Receiver::start() else {
+        return;
+    };
+    let Some(srv) = TestServer::start(Backend::Sqlite).await else {
+        return;
+    };
+    srv.with_route().await;
+    let moved = endpoint_at(&srv, &receiver, "moved", &["call.created"]).await;
+    receiver.configure("moved", json!({"redirect": true})).await;
+    let big = endpoint_at(&srv, &receiver, "big", &["call.created"]).await;
+    receiver
+        .configure("big", json!({"body_bytes": 1_000_000}))
+        .await;
+    make_call(&srv).await;
+    let failed = wait_attempt(&srv, moved["id"].as_str().unwrap(), WAIT, |a| {
+        a["status"] == "FAILED"
+    })
+    .await;
+    assert_eq!(failed["response_status_code"], 307);
+    assert!(
+        failed["error_message"].as_str().unwrap().contains("307"),
+        "{failed}"
+    );
+    assert_eq!(receiver.summary("moved").await["requests"], 1);
+    assert_eq!(
+        receiver.summary("moved-redirected").await["requests"],
+        0,
+        "not followed"
+    );
+    let ok = wait_attempt(&srv, big["id"].as_str().unwrap(), WAIT, |a| {
+        a["status"] == "SUCCEEDED"
+    })
+    .await;
+    assert_eq!(ok["response_body_excerpt"].as_str().unwrap().len(), 1024);
+    srv.stop().await;
+}
