@@ -63,6 +63,9 @@ fi
 #   openapi-spec-validator  checks the served OpenAPI document
 #   moto[server]            a real S3 API on loopback (moto_server) for the
 #                           recordings' S3 storage test
+#   standardwebhooks        the official Standard Webhooks verifier the
+#                           webhook receiver in crates/server/tests checks
+#                           every delivery with
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
@@ -71,6 +74,9 @@ if ! .venv/bin/python -c "import openapi_spec_validator" 2>/dev/null; then
 fi
 if [ ! -x .venv/bin/moto_server ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check 'moto[server]'
+fi
+if ! .venv/bin/python -c "import standardwebhooks" 2>/dev/null; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check standardwebhooks
 fi
 
 echo "install-test-deps: ready"

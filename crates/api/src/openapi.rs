@@ -17,7 +17,7 @@ use crate::error::ErrorEnvelope;
     components(schemas(ErrorEnvelope)),
     tags(
         (name = "Auth"), (name = "API Keys"), (name = "Loads"), (name = "Calls"),
-        (name = "SIP Trunks"), (name = "Phone Numbers")
+        (name = "SIP Trunks"), (name = "Phone Numbers"), (name = "Webhooks")
     )
 )]
 pub struct ApiDoc;

@@ -62,6 +62,9 @@ pub type CallId = Id<kind::Call>;
 pub type SipTrunkId = Id<kind::SipTrunk>;
 pub type PhoneNumberId = Id<kind::PhoneNumber>;
 pub type EventId = Id<kind::Event>;
+pub type EndpointId = Id<kind::Endpoint>;
+pub type MessageId = Id<kind::Message>;
+pub type AttemptId = Id<kind::Attempt>;
 
 /// A typed, prefixed identifier.
 pub struct Id<K: IdKind> {

@@ -5,6 +5,7 @@
 //! depends on none of them.
 
 pub mod call;
+pub mod destination;
 pub mod event;
 pub mod id;
 pub mod load;
@@ -12,6 +13,7 @@ pub mod model;
 pub mod phone;
 pub mod role;
 pub mod timefmt;
+pub mod webhook;
 
 pub use call::{
     AnsweredBy, CallDirection, CallEvent, CallStatus, IllegalTransition, RECORDING_CONTENT_TYPE,

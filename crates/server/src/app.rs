@@ -1,4 +1,4 @@
-//! Wiring: store, services, scheduler and the HTTP server.
+//! Wiring: store, services, scheduler, the webhook worker and the HTTP server.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use switchyard_api::{AppState, Limits, RateLimitConfig};
-use switchyard_recordings::{ObjectStorage, RecordingWorker, WorkerConfig};
+use switchyard_recordings::{ObjectStorage, RecordingWorker};
 use switchyard_service::recordings::{RecordingStorage, Recordings};
 use switchyard_service::scheduler::Scheduler;
 use switchyard_service::{AuthService, Services};
 use switchyard_store::{Store, StoreOptions};
 use switchyard_telephony::{Engine, EngineConfig};
+use switchyard_webhooks::{Clock, DeliveryWorker, SystemClock, WorkerConfig};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -83,6 +84,21 @@ async fn start_engine(
     Engine::start(engine_config, store.clone()).await
 }
 
+/// What a start can be given besides the configuration.
+#[derive(Clone)]
+pub struct StartOptions {
+    /// The time the webhook worker schedules by (tests move it ahead).
+    pub webhook_clock: Arc<dyn Clock>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            webhook_clock: Arc::new(SystemClock),
+        }
+    }
+}
+
 /// A server running in this process.
 pub struct RunningServer {
     pub addr: SocketAddr,
@@ -100,7 +116,12 @@ pub struct RunningServer {
 impl RunningServer {
     /// Starts everything and binds `config.http_addr` (port 0 picks one).
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        Self::start_with(config, StartOptions::default()).await
+    }
+
+    pub async fn start_with(config: &Config, options: StartOptions) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&config.data_dir)?;
+        let webhook_destinations = Arc::new(config.webhook_destinations()?);
         let store = open_store(config, true).await?;
         let secret = bootstrap::jwt_secret(config)?;
         let auth = Arc::new(AuthService::new(
@@ -114,7 +135,7 @@ impl RunningServer {
         let recording_worker = RecordingWorker::new(
             store.clone(),
             storage.clone(),
-            WorkerConfig {
+            switchyard_recordings::WorkerConfig {
                 source_dir: recordings_dir,
                 worker_id: format!(
                     "recordings-{}-{}",
@@ -150,6 +171,7 @@ impl RunningServer {
                 url_ttl: Duration::from_secs(config.recording_url_ttl_seconds),
                 url_mode: config.recording_url_mode()?,
             }),
+            webhook_destinations: webhook_destinations.clone(),
         };
         let initial = bootstrap::first_run(&services, config).await?;
         bootstrap::seed_trunks(&services, config).await?;
@@ -202,6 +224,26 @@ impl RunningServer {
         tasks.push(tokio::spawn(scheduler.run(shutdown_rx.clone())));
         let recordings_stop = CancellationToken::new();
         tasks.push(tokio::spawn(recording_worker.run(recordings_stop.clone())));
+        if config.webhook_delivery_enabled {
+            let worker = DeliveryWorker::new(
+                store.clone(),
+                WorkerConfig {
+                    worker_id: format!(
+                        "webhooks-{}-{}",
+                        std::process::id(),
+                        uuid::Uuid::new_v4().simple()
+                    ),
+                    poll_interval: Duration::from_millis(config.webhook_poll_interval_ms.max(1)),
+                    concurrency: config.webhook_concurrency.max(1),
+                    timeout: Duration::from_millis(config.webhook_timeout_ms.max(1)),
+                    disable_after: Duration::from_secs(config.webhook_disable_after_seconds),
+                    sole_owner: store.backend() == switchyard_store::Backend::Sqlite,
+                },
+                webhook_destinations,
+                options.webhook_clock.clone(),
+            )?;
+            tasks.push(tokio::spawn(worker.run(shutdown_rx.clone())));
+        }
         let mut rx = shutdown_rx;
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));

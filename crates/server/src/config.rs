@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use switchyard_domain::destination::DestinationPolicy;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,9 +78,46 @@ pub struct Config {
     pub recording_retention_days: i64,
     /// How often recordings past retention are looked for.
     pub recording_retention_sweep_seconds: u64,
+    /// Special-use networks (CIDRs) webhooks may be sent to anyway, e.g.
+    /// `127.0.0.0/8` for a receiver on this machine. Without them, loopback,
+    /// private, link-local and other special-use addresses are refused.
+    /// A TOML list, or one string of comma-separated CIDRs (as the
+    /// environment gives it).
+    #[serde(deserialize_with = "string_or_list")]
+    pub webhook_allow_destinations: Vec<String>,
+    /// Whether this process delivers webhooks (off: the API and the outbox
+    /// still work; another process on the same PostgreSQL delivers).
+    pub webhook_delivery_enabled: bool,
+    /// How often an idle delivery worker looks for new events and due retries.
+    pub webhook_poll_interval_ms: u64,
+    /// Deliveries in flight at once, per process.
+    pub webhook_concurrency: usize,
+    /// The time limit of one delivery, connecting to the end of the answer.
+    pub webhook_timeout_ms: u64,
+    /// An ACTIVE endpoint whose deliveries all fail for this long is DISABLED.
+    pub webhook_disable_after_seconds: u64,
     /// Trunks and numbers to create in the Default organization at start.
     #[serde(default)]
     pub sip_trunks: Vec<TrunkSeed>,
+}
+
+/// A list of strings, or one string of comma-separated items.
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
+        OneOrMany::Many(v) => v,
+    };
+    Ok(items
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,6 +176,12 @@ const ENV_KEYS: &[&str] = &[
     "recording_workers",
     "recording_retention_days",
     "recording_retention_sweep_seconds",
+    "webhook_allow_destinations",
+    "webhook_delivery_enabled",
+    "webhook_poll_interval_ms",
+    "webhook_concurrency",
+    "webhook_timeout_ms",
+    "webhook_disable_after_seconds",
 ];
 
 impl Default for Config {
@@ -185,6 +229,12 @@ impl Default for Config {
                 .unwrap_or(1),
             recording_retention_days: 90,
             recording_retention_sweep_seconds: 3600,
+            webhook_allow_destinations: Vec::new(),
+            webhook_delivery_enabled: true,
+            webhook_poll_interval_ms: 50,
+            webhook_concurrency: 64,
+            webhook_timeout_ms: 15_000,
+            webhook_disable_after_seconds: 5 * 24 * 3600,
             sip_trunks: Vec::new(),
         }
     }
@@ -248,7 +298,19 @@ impl Config {
                 "configuration: public_url must start with http:// or https:// (got {url:?})"
             );
         }
+        config.webhook_destinations()?;
+        if config.webhook_concurrency == 0 || config.webhook_timeout_ms == 0 {
+            anyhow::bail!(
+                "configuration: webhook_concurrency and webhook_timeout_ms must be at least 1"
+            );
+        }
         Ok(config)
+    }
+
+    /// The webhook destination policy from `webhook_allow_destinations`.
+    pub fn webhook_destinations(&self) -> anyhow::Result<DestinationPolicy> {
+        DestinationPolicy::parse(&self.webhook_allow_destinations)
+            .map_err(|e| anyhow::anyhow!("configuration: webhook_allow_destinations: {e}"))
     }
 }
 
@@ -362,5 +424,44 @@ mod tests {
         assert_eq!(c.sip_trunks[0].numbers, vec!["+15550001111"]);
         std::fs::write(&file, "no_such_key = 1\n").unwrap();
         assert!(Config::load(Some(&file)).is_err());
+    }
+
+    #[test]
+    fn webhook_allow_list_reads_a_list_or_a_comma_separated_string() {
+        let dir = std::env::temp_dir().join(format!("sy-config-wh-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "webhook_allow_destinations = [\"127.0.0.0/8\", \"::1\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file)).unwrap();
+        assert_eq!(c.webhook_allow_destinations, vec!["127.0.0.0/8", "::1"]);
+        assert!(
+            c.webhook_destinations()
+                .unwrap()
+                .check("127.0.0.1".parse().unwrap())
+                .is_ok()
+        );
+        std::fs::write(
+            &file,
+            "webhook_allow_destinations = \"10.0.0.0/8, 127.0.0.1\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file)).unwrap();
+        assert_eq!(
+            c.webhook_allow_destinations,
+            vec!["10.0.0.0/8", "127.0.0.1"]
+        );
+        std::fs::write(&file, "webhook_allow_destinations = [\"localhost\"]\n").unwrap();
+        assert!(Config::load(Some(&file)).is_err(), "not a CIDR");
+        assert!(
+            Config::default()
+                .webhook_destinations()
+                .unwrap()
+                .check("127.0.0.1".parse().unwrap())
+                .is_err()
+        );
     }
 }

@@ -5,5 +5,6 @@ pub mod bench;
 pub mod bench_media;
 pub mod bench_recordings;
 pub mod bench_sip;
+pub mod bench_webhooks;
 pub mod bootstrap;
 pub mod config;

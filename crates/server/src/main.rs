@@ -46,6 +46,8 @@ enum Bench {
     Sip(switchyard::bench_sip::SipBenchArgs),
     /// Recording encoding (WAV to audio/mp4) against ffmpeg on the same audio.
     Recordings(switchyard::bench_recordings::RecordingBenchArgs),
+    /// Webhook deliveries per second and state-change-to-receipt latency, 1/10/100 endpoints.
+    Webhooks(switchyard::bench_webhooks::WebhookBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -252,6 +254,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(Bench::Sip(args)) => switchyard::bench_sip::run_sip(&config, args).await?,
         Command::Bench(Bench::Recordings(args)) => {
             switchyard::bench_recordings::run_recordings(args)?
+        }
+        Command::Bench(Bench::Webhooks(args)) => {
+            switchyard::bench_webhooks::run_webhooks(&config, args).await?
         }
         Command::Admin(cmd) => {
             std::fs::create_dir_all(&config.data_dir)?;

@@ -38,6 +38,16 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/phone-numbers/{phone_number_id}"),
     ("patch", "/phone-numbers/{phone_number_id}"),
     ("delete", "/phone-numbers/{phone_number_id}"),
+    ("post", "/webhooks/endpoints"),
+    ("get", "/webhooks/endpoints"),
+    ("get", "/webhooks/endpoints/{endpoint_id}"),
+    ("patch", "/webhooks/endpoints/{endpoint_id}"),
+    ("delete", "/webhooks/endpoints/{endpoint_id}"),
+    ("post", "/webhooks/endpoints/{endpoint_id}/rotate-secret"),
+    ("get", "/webhooks/endpoints/{endpoint_id}/messages"),
+    ("get", "/webhooks/messages/{message_id}/attempts"),
+    ("post", "/webhooks/messages/{message_id}/replay"),
+    ("get", "/webhooks/event-types"),
 ];
 
 fn operations(doc: &Value) -> BTreeSet<(String, String)> {
@@ -60,6 +70,8 @@ fn sample_id(param: &str) -> String {
         "api_key_id" => "key",
         "sip_trunk_id" => "trk",
         "phone_number_id" => "pn",
+        "endpoint_id" => "ep",
+        "message_id" => "msg",
         other => panic!("unknown path parameter {other}"),
     };
     format!("{prefix}_550e8400-e29b-41d4-a716-446655440000")
@@ -206,9 +218,23 @@ async fn the_document_describes_schemas_params_errors_and_security() {
         ["HUMAN", "MACHINE", "UNKNOWN"]
     );
     assert!(enum_values(schemas, "EquipmentType").contains(&"STEP_DECK".to_owned()));
+    assert_eq!(
+        enum_values(schemas, "EndpointStatus"),
+        ["ACTIVE", "PAUSED", "DISABLED"]
+    );
+    assert_eq!(
+        enum_values(schemas, "AttemptStatus"),
+        ["PENDING", "SENDING", "SUCCEEDED", "FAILED", "DEAD"]
+    );
+    assert!(enum_values(schemas, "EventType").contains(&"call.status_changed".to_owned()));
     for (name, schema) in schemas.as_object().unwrap() {
         for v in schema["enum"].as_array().into_iter().flatten() {
             let v = v.as_str().unwrap_or_default();
+            if name == "EventType" {
+                // Event types are dotted lower case on the wire (call.created).
+                assert!(v.starts_with("call."), "{name}: {v}");
+                continue;
+            }
             assert!(
                 !v.chars().any(|c| c.is_ascii_lowercase()),
                 "{name}: {v} is a variant name, not a wire value"

@@ -14,6 +14,7 @@ pub mod scheduler;
 pub mod telephony;
 pub mod trunks;
 pub mod validate;
+pub mod webhooks;
 
 pub use auth::{AuthService, Principal, PrincipalKind};
 pub use error::{Error, ErrorCode};
@@ -30,6 +31,8 @@ pub struct Services {
     pub telephony: Option<Arc<dyn telephony::Telephony>>,
     /// Recording storage and playback URLs.
     pub recordings: Arc<recordings::Recordings>,
+    /// Where webhooks may be sent (the configuration's allow-list).
+    pub webhook_destinations: Arc<switchyard_domain::destination::DestinationPolicy>,
 }
 
 impl Services {

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::{Principal, Services, validate};
 
 /// Tells "absent" (`None`) from "null" (`Some(None)`) in a PATCH body.
-fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+pub(crate) fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)

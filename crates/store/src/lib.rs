@@ -22,6 +22,7 @@ mod loads;
 mod orgs;
 mod recordings;
 mod telephony;
+mod webhooks;
 
 pub use api_keys::{ApiKeyAuthRow, NewApiKey};
 pub use calls::{
@@ -34,6 +35,10 @@ pub use orgs::{NewUser, UserAuthRow};
 pub use recordings::{CompletedRecording, DueRecording, StoredRecording};
 pub use telephony::{
     InboundRoute, NewPhoneNumber, NewSipTrunk, PhoneNumberPatch, SipTrunkPatch, TrunkRoute,
+};
+pub use webhooks::{
+    AttemptOutcome, AttemptResult, ClaimedAttempt, DispatchSummary, InterruptedAttempt,
+    NewWebhookEndpoint, RecordSummary, WebhookEndpointPatch,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,7 @@ pub mod health;
 pub mod loads;
 pub mod recordings;
 pub mod trunks;
+pub mod webhooks;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -48,4 +49,18 @@ pub fn api_router() -> OpenApiRouter<AppState> {
             trunks::update_phone_number,
             trunks::delete_phone_number
         ))
+        .routes(routes!(
+            webhooks::create_webhook_endpoint,
+            webhooks::list_webhook_endpoints
+        ))
+        .routes(routes!(
+            webhooks::get_webhook_endpoint,
+            webhooks::update_webhook_endpoint,
+            webhooks::delete_webhook_endpoint
+        ))
+        .routes(routes!(webhooks::rotate_webhook_secret))
+        .routes(routes!(webhooks::list_endpoint_messages))
+        .routes(routes!(webhooks::list_message_attempts))
+        .routes(routes!(webhooks::replay_webhook_message))
+        .routes(routes!(webhooks::list_event_types))
 }

@@ -19,6 +19,7 @@ pub mod recording;
 pub mod relay;
 pub mod s3;
 pub mod sipp;
+pub mod webhooks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -147,6 +148,10 @@ pub fn base_config(dir: &std::path::Path) -> Config {
         sip_addr: "127.0.0.1:0".into(),
         // Retention tests see their sweep within a second.
         recording_retention_sweep_seconds: 1,
+        // Webhook receivers in tests listen on loopback; the SSRF tests
+        // clear this. Fast polling keeps delivery tests short.
+        webhook_allow_destinations: vec!["127.0.0.0/8".into(), "::1/128".into()],
+        webhook_poll_interval_ms: 20,
         ..Config::default()
     }
 }
@@ -158,6 +163,15 @@ impl TestServer {
     }
 
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Self> {
+        Self::start_with_options(backend, tweak, switchyard::app::StartOptions::default()).await
+    }
+
+    /// As [`Self::start_with`], with start options (a webhook clock, say).
+    pub async fn start_with_options(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Config),
+        options: switchyard::app::StartOptions,
+    ) -> Option<Self> {
         init_test_logging();
         let dir = TempDir::new();
         let mut config = base_config(&dir.0);
@@ -170,7 +184,9 @@ impl TestServer {
             }
         };
         tweak(&mut config);
-        let server = RunningServer::start(&config).await.expect("server starts");
+        let server = RunningServer::start_with(&config, options)
+            .await
+            .expect("server starts");
         let initial = server
             .initial
             .clone()
