@@ -7,6 +7,27 @@
 const ULAW_BIAS: i32 = 0x84;
 const ULAW_CLIP: i32 = 32_635;
 
+/// The code of every 16-bit sample, built once per law (64 KiB each): on
+/// the media path (16 000 samples a second per recorded call, 8 000 per
+/// sent stream) a lookup costs a third of computing the code.
+pub fn ulaw_encode_table() -> &'static [u8; 65536] {
+    static TABLE: std::sync::OnceLock<Box<[u8; 65536]>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| encode_table(ulaw_encode))
+}
+
+pub fn alaw_encode_table() -> &'static [u8; 65536] {
+    static TABLE: std::sync::OnceLock<Box<[u8; 65536]>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| encode_table(alaw_encode))
+}
+
+fn encode_table(encode: fn(i16) -> u8) -> Box<[u8; 65536]> {
+    let mut t = Box::new([0u8; 65536]);
+    for (i, code) in t.iter_mut().enumerate() {
+        *code = encode(i as u16 as i16);
+    }
+    t
+}
+
 /// Encodes one sample to μ-law.
 pub fn ulaw_encode(sample: i16) -> u8 {
     let mut pcm = sample as i32;
@@ -135,11 +156,11 @@ impl G711 {
 
     /// Appends the encoding of `pcm` to `out`.
     pub fn encode(self, pcm: &[i16], out: &mut Vec<u8>) {
-        let f = match self {
-            G711::Ulaw => ulaw_encode,
-            G711::Alaw => alaw_encode,
+        let t = match self {
+            G711::Ulaw => ulaw_encode_table(),
+            G711::Alaw => alaw_encode_table(),
         };
-        out.extend(pcm.iter().map(|&s| f(s)));
+        out.extend(pcm.iter().map(|&s| t[s as u16 as usize]));
     }
 
     /// Appends the decoding of `payload` to `out`.
@@ -226,5 +247,14 @@ mod tests {
         }
         assert_eq!(ulaw_decode(G711::Ulaw.silence()), 0);
         assert_eq!(alaw_decode(G711::Alaw.silence()).abs(), 8);
+    }
+
+    #[test]
+    fn the_encode_tables_agree_with_the_codecs_for_every_sample() {
+        let (u, a) = (ulaw_encode_table(), alaw_encode_table());
+        for s in i16::MIN..=i16::MAX {
+            assert_eq!(u[s as u16 as usize], ulaw_encode(s), "μ-law {s}");
+            assert_eq!(a[s as u16 as usize], alaw_encode(s), "A-law {s}");
+        }
     }
 }

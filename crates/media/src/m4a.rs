@@ -11,6 +11,8 @@ use std::io::Read;
 
 use syom::{EncodeContainer, EncodeOptions, Encoder};
 
+use crate::recorder::RecordingReader;
+
 /// Bits per second per channel. Speech at 8 kHz (4 kHz of bandwidth) is
 /// clear at 24 kbps per channel with AAC-LC, well under the 96 kbps cap.
 pub const BITRATE_PER_CHANNEL: u32 = 24_000;
@@ -21,11 +23,13 @@ const CHUNK_SAMPLES: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum M4aError {
     #[error("the recording cannot be read: {0}")]
-    Wav(#[from] hound::Error),
-    #[error("the recording is not 16-bit PCM stereo ({0})")]
-    Format(String),
+    Read(#[from] std::io::Error),
+    #[error("the recording is not stereo ({0} channels)")]
+    Format(u16),
     #[error("the recording holds no audio")]
     Empty,
+    #[error("the encoder's MP4 has an esds box of an unexpected shape")]
+    Container,
     #[error("AAC encoding failed: {0}")]
     Aac(#[from] syom::AacError),
 }
@@ -33,7 +37,7 @@ pub enum M4aError {
 impl M4aError {
     /// Whether reading failed (worth a retry), not the recording itself.
     pub fn is_io(&self) -> bool {
-        matches!(self, M4aError::Wav(hound::Error::IoError(_)))
+        matches!(self, M4aError::Read(e) if e.kind() != std::io::ErrorKind::InvalidData)
     }
 }
 
@@ -96,9 +100,7 @@ impl UnitEncoder {
         let refs: Vec<&[u8]> = self.units.iter().map(Vec::as_slice).collect();
         let mut bytes = syom::mux_raw_lc_m4a(&refs, sample_rate, self.channels, info.samples)?;
         if !place_sl_config_beside_decoder_config(&mut bytes) {
-            return Err(M4aError::Format(
-                "the encoder's MP4 has an unexpected esds box".into(),
-            ));
+            return Err(M4aError::Container);
         }
         Ok(M4a {
             bytes,
@@ -147,41 +149,32 @@ fn to_f32(s: i16) -> f32 {
     f32::from(s) / 32768.0
 }
 
-/// Encodes a stereo 16-bit WAV (as [`crate::recorder::StereoRecorder`]
-/// writes it) into the recording's three `.m4a` files. A WAV whose header
-/// was last checkpointed before a crash is read up to that checkpoint.
+/// Encodes a live recording (the stereo WAV [`crate::recorder::StereoRecorder`]
+/// writes) into its three `.m4a` files. A recording whose header was last
+/// checkpointed before a crash is read up to that checkpoint.
 pub fn encode_recording<R: Read>(wav: R) -> Result<EncodedRecording, M4aError> {
-    let mut reader = hound::WavReader::new(wav)?;
-    let spec = reader.spec();
-    if spec.channels != 2
-        || spec.bits_per_sample != 16
-        || spec.sample_format != hound::SampleFormat::Int
-    {
-        return Err(M4aError::Format(format!(
-            "{} channels, {} bits",
-            spec.channels, spec.bits_per_sample
-        )));
+    let mut reader = RecordingReader::new(wav)?;
+    if reader.channels != 2 {
+        return Err(M4aError::Format(reader.channels));
     }
-    let rate = spec.sample_rate;
+    let rate = reader.sample_rate;
     let mut stereo = UnitEncoder::new(rate, 2)?;
     let mut customer = UnitEncoder::new(rate, 1)?;
     let mut agent = UnitEncoder::new(rate, 1)?;
+    let mut interleaved = vec![0i16; 2 * CHUNK_SAMPLES];
     let mut left = Vec::with_capacity(CHUNK_SAMPLES);
     let mut right = Vec::with_capacity(CHUNK_SAMPLES);
     let mut samples = 0u64;
-    let mut interleaved = reader.samples::<i16>();
     loop {
+        let n = reader.read_samples(&mut interleaved)?;
+        if n < 2 {
+            break;
+        }
         left.clear();
         right.clear();
-        while left.len() < CHUNK_SAMPLES {
-            let (Some(l), Some(r)) = (interleaved.next(), interleaved.next()) else {
-                break;
-            };
-            left.push(to_f32(l?));
-            right.push(to_f32(r?));
-        }
-        if left.is_empty() {
-            break;
+        for frame in interleaved[..n - n % 2].chunks_exact(2) {
+            left.push(to_f32(frame[0]));
+            right.push(to_f32(frame[1]));
         }
         samples += left.len() as u64;
         stereo.feed(&[&left, &right])?;
@@ -209,8 +202,7 @@ mod tests {
 
     /// A stereo WAV: a 440 Hz tone on the left, 1000 Hz on the right.
     fn wav(seconds: f64) -> Vec<u8> {
-        let mut out = Cursor::new(Vec::new());
-        let mut rec = StereoRecorder::new(&mut out, 8000, 160).unwrap();
+        let mut rec = StereoRecorder::new(Vec::new(), 8000, 160).unwrap();
         let frames = (seconds * 50.0) as usize;
         for f in 0..frames {
             let tone = |hz: f64| -> Vec<i16> {
@@ -223,8 +215,7 @@ mod tests {
             };
             rec.tick(Some(&tone(440.0)), Some(&tone(1000.0))).unwrap();
         }
-        rec.finish().unwrap();
-        out.into_inner()
+        rec.into_sink().unwrap()
     }
 
     fn correlation(a: &[f32], b: &[f32]) -> f64 {
@@ -246,11 +237,10 @@ mod tests {
         assert!((enc.duration_seconds - 3.0).abs() < 1e-9);
         assert!(syom::sniff_is_isobmff(&enc.stereo.bytes));
 
-        let mut reader = hound::WavReader::new(Cursor::new(source)).unwrap();
-        let pcm: Vec<f32> = reader
-            .samples::<i16>()
-            .map(|s| to_f32(s.unwrap()))
-            .collect();
+        let mut reader = RecordingReader::new(&source[..]).unwrap();
+        let mut samples = vec![0i16; 48_000];
+        assert_eq!(reader.read_samples(&mut samples).unwrap(), 48_000);
+        let pcm: Vec<f32> = samples.into_iter().map(to_f32).collect();
         let left: Vec<f32> = pcm.iter().step_by(2).copied().collect();
         let right: Vec<f32> = pcm.iter().skip(1).step_by(2).copied().collect();
 
@@ -302,7 +292,7 @@ mod tests {
     fn what_is_not_a_recording_is_refused() {
         assert!(matches!(
             encode_recording(Cursor::new(b"RIFF\0\0".to_vec())),
-            Err(M4aError::Wav(_))
+            Err(M4aError::Read(_))
         ));
         assert!(matches!(
             encode_recording(Cursor::new(wav(0.0))),
@@ -320,7 +310,7 @@ mod tests {
         w.finalize().unwrap();
         assert!(matches!(
             encode_recording(Cursor::new(mono.into_inner())),
-            Err(M4aError::Format(_))
+            Err(M4aError::Format(1))
         ));
     }
 }

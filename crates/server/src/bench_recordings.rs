@@ -4,26 +4,34 @@
 //! bitrate in the same run.
 //!
 //! The audio is speech from espeak-ng on both sides (different sentences
-//! and voices), looped to the length asked for, so the encoder sees
-//! speech, pauses included, as on a call; with `--input` any stereo 16-bit
-//! WAV instead.
+//! and voices), looped to the length asked for and written as the media
+//! loop writes a live recording (stereo μ-law WAV), so the encoder sees
+//! speech, pauses included, as on a call; with `--input` any stereo
+//! recording (μ-law or 16-bit PCM WAV) instead.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use switchyard_media::m4a::{BITRATE_PER_CHANNEL, encode_recording};
+use switchyard_media::recorder::{RecordingReader, StereoRecorder};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RecordingBenchArgs {
     /// Minutes of call audio to encode.
     #[arg(long, default_value_t = 10)]
     pub minutes: u32,
-    /// A stereo 16-bit WAV to encode instead of generated speech.
+    /// A stereo WAV (μ-law or 16-bit PCM) to encode instead of generated speech.
     #[arg(long)]
     pub input: Option<PathBuf>,
     /// Times to repeat each encoder (the best run is reported).
     #[arg(long, default_value_t = 3)]
     pub runs: u32,
+    /// Live recordings written at once for the recorder's own cost.
+    #[arg(long, default_value_t = 1000)]
+    pub live_calls: usize,
+    /// Seconds of each live recording.
+    #[arg(long, default_value_t = 20)]
+    pub live_seconds: usize,
 }
 
 fn cpu_seconds_self() -> anyhow::Result<f64> {
@@ -77,34 +85,35 @@ fn call_audio(dir: &Path, minutes: u32) -> anyhow::Result<PathBuf> {
         "Thanks Mike. I'm checking on load four four seven for the Memphis delivery. \
          Please send the seal number and call us when you are unloaded.",
     )?;
+    // Written the way the media loop writes a live recording.
     let path = dir.join("call.wav");
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(&path, spec)?;
+    let mut rec = StereoRecorder::new(std::fs::File::create(&path)?, 8000, FRAME)?;
     let total = minutes as usize * 60 * 8000;
     // They take turns: one speaks while the other is silent, then swap.
     let turn = customer.len() + agent.len();
-    for i in 0..total {
-        let t = i % turn;
-        let (l, r) = if t < customer.len() {
-            (customer[t], 0)
-        } else {
-            (0, agent[t - customer.len()])
-        };
-        w.write_sample(l)?;
-        w.write_sample(r)?;
+    let mut left = vec![0i16; FRAME];
+    let mut right = vec![0i16; FRAME];
+    for start in (0..total).step_by(FRAME) {
+        for i in 0..FRAME {
+            let t = (start + i) % turn;
+            (left[i], right[i]) = if t < customer.len() {
+                (customer[t], 0)
+            } else {
+                (0, agent[t - customer.len()])
+            };
+        }
+        rec.tick(Some(&left), Some(&right))?;
     }
-    w.finalize()?;
+    rec.finish()?;
     Ok(path)
 }
 
+/// Samples per 20 ms frame at 8 kHz.
+const FRAME: usize = 160;
+
 fn wav_seconds(path: &Path) -> anyhow::Result<f64> {
-    let r = hound::WavReader::open(path)?;
-    Ok(r.duration() as f64 / f64::from(r.spec().sample_rate))
+    let r = RecordingReader::new(std::fs::File::open(path)?)?;
+    Ok(r.frames as f64 / f64::from(r.sample_rate))
 }
 
 /// ffmpeg's `-benchmark` line: user + system CPU seconds.
@@ -206,6 +215,102 @@ fn measure(args: &RecordingBenchArgs, dir: &Path) -> anyhow::Result<()> {
     println!(
         "Switchyard's three files cost {:.2}× ffmpeg's one stereo file in CPU.",
         ours / peer.max(1e-9)
+    );
+    live_recording(args, dir)
+}
+
+/// What the media loop pays to record: `live_calls` recordings written as
+/// the loop writes them (a tick of each every 20 ms of audio, a checkpoint
+/// every second), to files in the data directory's file system, as fast
+/// as the recorder goes. Reported per second of call.
+fn live_recording(args: &RecordingBenchArgs, dir: &Path) -> anyhow::Result<()> {
+    let live = dir.join("live");
+    std::fs::create_dir_all(&live)?;
+    let mut recorders = (0..args.live_calls)
+        .map(|i| {
+            let file = std::fs::File::create(live.join(format!("{i}.wav")))?;
+            Ok(StereoRecorder::new(file, 8000, FRAME)?)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Speech-like frames: a tone with a changing level on each side.
+    let frames: Vec<Vec<i16>> = (0..50)
+        .map(|f| {
+            (0..FRAME)
+                .map(|i| {
+                    let t = (f * FRAME + i) as f64 / 8000.0;
+                    (f64::sin(2.0 * std::f64::consts::PI * 300.0 * t) * 6000.0 * (f % 7) as f64
+                        / 7.0) as i16
+                })
+                .collect()
+        })
+        .collect();
+    let ticks = args.live_seconds * 50;
+    let before = cpu_seconds_self()?;
+    for t in 0..ticks {
+        let far = &frames[t % frames.len()];
+        let near = &frames[(t + 25) % frames.len()];
+        for rec in recorders.iter_mut() {
+            rec.tick(Some(far), Some(near))?;
+            if t % 50 == 49 {
+                rec.checkpoint()?;
+            }
+        }
+    }
+    for rec in recorders {
+        rec.finish()?;
+    }
+    let cpu = cpu_seconds_self()? - before;
+    let call_seconds = (args.live_calls * args.live_seconds) as f64;
+    println!(
+        "Live recording: {} calls × {} s written as the media loop writes them: {:.2} CPU s, {:.4} ms per second of call",
+        args.live_calls,
+        args.live_seconds,
+        cpu,
+        1000.0 * cpu / call_seconds
+    );
+    // The same with 16-bit PCM through hound and a one-second buffer (the
+    // recorder before μ-law), for comparison.
+    let pcm = dir.join("live-pcm");
+    std::fs::create_dir_all(&pcm)?;
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writers = (0..args.live_calls)
+        .map(|i| {
+            let file = std::fs::File::create(pcm.join(format!("{i}.wav")))?;
+            Ok(hound::WavWriter::new(
+                std::io::BufWriter::with_capacity(32_000, file),
+                spec,
+            )?)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let before = cpu_seconds_self()?;
+    for t in 0..ticks {
+        let far = &frames[t % frames.len()];
+        let near = &frames[(t + 25) % frames.len()];
+        for w in writers.iter_mut() {
+            let mut tick = w.get_i16_writer(2 * FRAME as u32);
+            for i in 0..FRAME {
+                tick.write_sample(far[i]);
+                tick.write_sample(near[i]);
+            }
+            tick.flush()?;
+            if t % 50 == 49 {
+                w.flush()?;
+            }
+        }
+    }
+    for w in writers {
+        w.finalize()?;
+    }
+    let cpu_pcm = cpu_seconds_self()? - before;
+    println!(
+        "Live recording as 16-bit PCM (hound, 1 s buffer): {:.2} CPU s, {:.4} ms per second of call",
+        cpu_pcm,
+        1000.0 * cpu_pcm / call_seconds
     );
     Ok(())
 }

@@ -37,7 +37,7 @@ fn tone(hz: f64, at: usize, n: usize) -> Vec<i16> {
 
 /// Writes a live recording of `seconds` as the engine does.
 fn write_live_wav(path: &Path, seconds: f64) {
-    let file = std::io::BufWriter::new(std::fs::File::create(path).expect("wav"));
+    let file = std::fs::File::create(path).expect("wav");
     let mut rec = StereoRecorder::new(file, 8000, 160).expect("recorder");
     for f in 0..(seconds * 50.0) as usize {
         rec.tick(
@@ -582,7 +582,7 @@ async fn a_browser_plays_the_signed_url_with_its_duration_and_seeks() {
             Duration::from_secs(30),
         )
         .await;
-    browser.close().await;
+    drop(browser);
     assert!(
         played["error"].is_null(),
         "the browser could not play it: {played}"

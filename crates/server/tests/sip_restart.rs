@@ -145,10 +145,9 @@ async fn calls_left_live_by_a_killed_server_are_failed_and_hung_up() {
         .join("recordings")
         .join(format!("{}.wav", id.trim_start_matches("call_")));
     eventually(Duration::from_secs(20), || async {
-        hound::WavReader::open(&wav)
-            .ok()
-            .filter(|r| r.duration() >= 8000)
-            .map(|_| ())
+        let file = std::fs::File::open(&wav).ok()?;
+        let header = switchyard_media::recorder::RecordingReader::new(file).ok()?;
+        (header.frames >= 8000).then_some(())
     })
     .await;
     drop(process); // SIGKILL: no BYE, no final status.

@@ -5,7 +5,6 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::BufWriter;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,10 +37,6 @@ use crate::media_loop::{MediaCommand, MediaNotice, MediaOutcome, MediaTask, Prom
 use crate::ports::RtpSockets;
 use crate::sdp::{self, LocalMedia, Negotiated, SessionDescription};
 use crate::session_timer::{Refresher, SessionExpires, SessionTimer};
-
-/// The live recording's write buffer: a second of stereo audio, so the
-/// media loop writes once per checkpoint rather than every quarter second.
-const RECORDING_BUFFER: usize = 8000 * 2 * 2;
 
 /// Defaults for inbound calls (outbound ones carry their own).
 const INBOUND_RING_TIMEOUT_S: i64 = 30;
@@ -401,12 +396,7 @@ fn start_media(
         match File::create(&path)
             .map_err(|e| e.to_string())
             .and_then(|f| {
-                StereoRecorder::new(
-                    BufWriter::with_capacity(RECORDING_BUFFER, f),
-                    SAMPLE_RATE,
-                    FRAME_SAMPLES,
-                )
-                .map_err(|e| e.to_string())
+                StereoRecorder::new(f, SAMPLE_RATE, FRAME_SAMPLES).map_err(|e| e.to_string())
             }) {
             Ok(r) => Some(r),
             Err(e) => {

@@ -4,7 +4,6 @@
 //! taps the recorder and serves the media bus.
 
 use std::fs::File;
-use std::io::BufWriter;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::bus::BusPort;
 use crate::ports::RtpSockets;
 
-pub type WavRecorder = StereoRecorder<BufWriter<File>>;
+pub type WavRecorder = StereoRecorder<File>;
 
 /// Commands from the call's signalling task.
 #[derive(Debug)]

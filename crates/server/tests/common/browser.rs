@@ -132,19 +132,22 @@ impl Browser {
     }
 }
 
-impl Browser {
-    /// Ends the session (Chromium quits with it).
-    pub async fn close(self) {
-        let _ = self
-            .http
-            .delete(format!("{}/session/{}", self.base, self.session))
-            .send()
-            .await;
-    }
-}
-
 impl Drop for Browser {
     fn drop(&mut self) {
+        // A test that failed before `close` still ends the session, so
+        // Chromium quits (killing the driver alone would leave it running).
+        // Plain blocking HTTP: Drop cannot wait on the async client.
+        use std::io::{Read, Write};
+        let host = self.base.trim_start_matches("http://").to_owned();
+        if let Ok(mut s) = std::net::TcpStream::connect(&host) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = write!(
+                s,
+                "DELETE /session/{} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            let _ = s.read(&mut [0u8; 256]);
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
