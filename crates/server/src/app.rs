@@ -80,6 +80,7 @@ async fn start_engine(
         sole_owner: store.backend() == switchyard_store::Backend::Sqlite,
         heartbeat_interval: Duration::from_secs(5),
         recordings_waker: Some(recordings_waker),
+        media_threads: config.media_threads,
     };
     Engine::start(engine_config, store.clone()).await
 }

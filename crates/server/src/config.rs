@@ -46,6 +46,8 @@ pub struct Config {
     pub prompt_file: Option<PathBuf>,
     /// A live call with no RTP from the far end for this long is ended.
     pub no_media_timeout_seconds: u64,
+    /// Threads that run live calls' media; default: one per core.
+    pub media_threads: usize,
     /// Whether inbound calls are recorded (outbound calls: `record` per call).
     pub record_inbound_calls: bool,
     /// Where clients reach this server (`https://calls.example.com`), for
@@ -159,6 +161,7 @@ const ENV_KEYS: &[&str] = &[
     "max_live_calls",
     "prompt_file",
     "no_media_timeout_seconds",
+    "media_threads",
     "record_inbound_calls",
     "public_url",
     "recording_storage",
@@ -209,6 +212,9 @@ impl Default for Config {
             max_live_calls: 2000,
             prompt_file: None,
             no_media_timeout_seconds: 30,
+            media_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             record_inbound_calls: true,
             public_url: None,
             recording_storage: "local".into(),
@@ -272,6 +278,9 @@ impl Config {
         }
         if config.max_live_calls == 0 {
             anyhow::bail!("configuration: max_live_calls must be at least 1");
+        }
+        if !(1..=256).contains(&config.media_threads) {
+            anyhow::bail!("configuration: media_threads must be between 1 and 256");
         }
         config.recording_storage()?;
         config.recording_url_mode()?;

@@ -25,8 +25,7 @@ use switchyard_domain::{CallDirection, CallEvent, CallStatus, RecordingStatus, t
 use switchyard_media::recorder::StereoRecorder;
 use switchyard_media::session::{FRAME_SAMPLES, LegMedia, LegParams, SAMPLE_RATE};
 use switchyard_store::{CallPatch, NewCall, StoreError};
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::bus::media_bus;
@@ -240,7 +239,7 @@ async fn run_outbound(
     end_rx: &mut mpsc::UnboundedReceiver<EndReason>,
     tracker: &mut Tracker,
 ) -> Outcome {
-    let sockets = match engine.ports.allocate().await {
+    let sockets = match engine.ports.allocate() {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(call_id = %call.id, error = %e, "cannot place call");
@@ -297,6 +296,28 @@ async fn run_outbound(
             }
         }
     };
+    // A 180 read just before the final response may still be queued when
+    // the INVITE completes (select! took the completion first): it still
+    // happened, so RINGING is recorded before whatever the answer was.
+    while let Ok(st) = state_rx.try_recv() {
+        match st {
+            DialogState::Early(_, resp) => {
+                if matches!(tracker.status, CallStatus::Dialing | CallStatus::Ringing) {
+                    let code = resp.status_code.code();
+                    tracker
+                        .advance(
+                            CallEvent::Ringing,
+                            CallPatch {
+                                sip_status: Some(code as i64),
+                                ..Default::default()
+                            },
+                        )
+                        .await;
+                }
+            }
+            other => early_states.push_back(other),
+        }
+    }
     let response = match result {
         Ok(Ok((_, Some(resp)))) => resp,
         Ok(Ok((_, None))) => return (Ending::failed("no_final_response"), None),
@@ -374,7 +395,7 @@ fn transport_failure(e: &rsipstack::Error) -> String {
 struct RunningMedia {
     commands: mpsc::UnboundedSender<MediaCommand>,
     notices: mpsc::UnboundedReceiver<MediaNotice>,
-    join: JoinHandle<MediaOutcome>,
+    join: oneshot::Receiver<MediaOutcome>,
     params: LegParams,
     /// Whether a recording is being written.
     recording: bool,
@@ -412,7 +433,7 @@ fn start_media(
     engine.set_bus(call.id, bus);
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (notice_tx, notices) = mpsc::unbounded_channel();
-    let join = MediaTask {
+    let join = engine.media.run(MediaTask {
         sockets,
         leg,
         recorder,
@@ -421,8 +442,7 @@ fn start_media(
         no_media: engine.cfg.no_media_timeout,
         notices: notice_tx,
         commands: command_rx,
-    }
-    .spawn();
+    });
     RunningMedia {
         commands,
         notices,
@@ -823,7 +843,7 @@ pub(crate) async fn inbound(engine: Arc<Inner>, mut tx: Transaction) -> anyhow::
             return Ok(());
         }
     };
-    let sockets = match engine.ports.allocate().await {
+    let sockets = match engine.ports.allocate() {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "INVITE refused: no RTP port");

@@ -29,6 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::bus::MediaBus;
 use crate::dialog_record::DialogRecord;
+use crate::media_loop::MediaReactor;
 use crate::ports::RtpPorts;
 
 /// How the engine is set up (from the server's configuration).
@@ -63,6 +64,8 @@ pub struct EngineConfig {
     pub heartbeat_interval: Duration,
     /// Told when a call's recording is ready to be encoded (PROCESSING).
     pub recordings_waker: Option<Arc<tokio::sync::Notify>>,
+    /// Threads that run live calls' media (RTP, jitter buffers, recording).
+    pub media_threads: usize,
 }
 
 /// A call this engine holds: how to tell its task to hang up, and its bus
@@ -154,6 +157,7 @@ pub(crate) struct Inner {
     pub endpoint: Endpoint,
     pub dialogs: Arc<DialogLayer>,
     pub ports: Arc<RtpPorts>,
+    pub media: MediaReactor,
     pub held: Mutex<HashMap<CallId, HeldCall>>,
     /// Our SIP address as peers see it.
     pub sip_addr: SocketAddr,
@@ -190,12 +194,14 @@ impl Engine {
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         let ports = RtpPorts::new(cfg.rtp_bind_ip, cfg.rtp_port_first, cfg.rtp_port_last);
         std::fs::create_dir_all(&cfg.recordings_dir)?;
+        let media = MediaReactor::start(cfg.media_threads)?;
         let inner = Arc::new(Inner {
             cfg,
             store,
             endpoint,
             dialogs,
             ports,
+            media,
             held: Mutex::new(HashMap::new()),
             sip_addr: advertised,
             dispatching: tokio::sync::Mutex::new(()),

@@ -1,22 +1,33 @@
-//! The thin tokio loop that drives one leg's sans-IO media
-//! ([`switchyard_media::session::LegMedia`]): it owns the RTP and RTCP
-//! sockets and a 20 ms clock, feeds datagrams in, sends what comes out,
-//! taps the recorder and serves the media bus.
+//! The loop that drives live legs' sans-IO media
+//! ([`switchyard_media::session::LegMedia`]): a few threads (the media
+//! reactor), each holding a share of the live legs and ticking every one of
+//! them every 20 ms: read what waits on the leg's sockets, take a frame
+//! out of the jitter buffer, send ours, tap the recorder, serve the media
+//! bus.
+//!
+//! Why threads on a shared clock and not a tokio task per leg: a task per
+//! leg woke twice every 20 ms (for the far end's packet and for its own
+//! tick), and each wake-up went through the runtime's parking and waking;
+//! that, not the media work, was most of a call's CPU. Here the sockets are
+//! not registered with any poller (the kernel only queues the datagram and
+//! stamps its arrival time), and one wake-up per 20 ms serves every leg of
+//! a thread. Legs are handed out in turn; a leg never moves.
 
 use std::fs::File;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::time::{Duration, Instant, SystemTime};
 
 use switchyard_media::dtmf::Digit;
 use switchyard_media::recorder::StereoRecorder;
 use switchyard_media::session::{FRAME_SAMPLES, LegMedia, LegParams, LegStats};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::BusPort;
 use crate::ports::RtpSockets;
-
+use crate::rtp_socket::TimedSocket;
 pub type WavRecorder = StereoRecorder<File>;
 
 /// Commands from the call's signalling task.
@@ -86,104 +97,249 @@ pub struct MediaTask {
     pub commands: mpsc::UnboundedReceiver<MediaCommand>,
 }
 
+const TICK: Duration = Duration::from_millis(20);
 /// RTCP reports every 5 s (RFC 3550's minimum interval).
-const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+const RTCP_EVERY_TICKS: u64 = 250;
+/// RTCP that came in is read every 200 ms; its arrival time comes from the
+/// kernel, so reading it late does not skew the round-trip time.
+const RTCP_READ_EVERY_TICKS: u64 = 10;
 /// The recording's header is made valid once a second.
 const CHECKPOINT_TICKS: u64 = 50;
+/// Datagrams read from one leg's RTP socket in one tick at most (2.5 times
+/// the packets 10 ms packetisation sends in a second); a flood stays in the
+/// socket, where the kernel drops what does not fit, and cannot starve the
+/// other legs of the thread.
+const MAX_RTP_READS_PER_TICK: usize = 64;
+const MAX_RTCP_READS_PER_TICK: usize = 16;
 
-impl MediaTask {
-    pub fn spawn(self) -> JoinHandle<MediaOutcome> {
-        tokio::spawn(self.run())
+/// The threads that run every live leg's media.
+pub struct MediaReactor {
+    shards: Vec<std_mpsc::Sender<RunningLeg>>,
+    next: AtomicUsize,
+}
+
+impl MediaReactor {
+    /// Starts `threads` media threads (at least one). They end when the
+    /// reactor is dropped and the last of their legs has stopped.
+    pub fn start(threads: usize) -> std::io::Result<Self> {
+        let mut shards = Vec::new();
+        for i in 0..threads.max(1) {
+            let (tx, rx) = std_mpsc::channel();
+            std::thread::Builder::new()
+                .name(format!("media-{i}"))
+                .spawn(move || run_shard(rx))?;
+            shards.push(tx);
+        }
+        Ok(Self {
+            shards,
+            next: AtomicUsize::new(0),
+        })
     }
 
-    async fn run(mut self) -> MediaOutcome {
-        let started = Instant::now();
-        let now_ms = |at: Instant| at.duration_since(started).as_millis() as u64;
-        let mut ticker = tokio::time::interval(Duration::from_millis(20));
-        // Catch up after a stall: the far end and the recording keep real time.
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        let mut rtcp_timer = tokio::time::interval_at(started + RTCP_INTERVAL, RTCP_INTERVAL);
-        let mut rtp_buf = vec![0u8; 2048];
-        let mut rtcp_buf = vec![0u8; 2048];
-        let mut outcome = MediaOutcome::default();
-        let mut ticks: u64 = 0;
-        let mut no_media_told = false;
-        loop {
-            tokio::select! {
-                r = self.sockets.rtp.recv_from(&mut rtp_buf) => {
-                    if let Ok((n, from)) = r {
-                        self.leg.receive_rtp(now_ms(Instant::now()), from, &rtp_buf[..n]);
-                    }
-                }
-                r = self.sockets.rtcp.recv_from(&mut rtcp_buf) => {
-                    if let Ok((n, from)) = r {
-                        self.leg.receive_rtcp(now_ms(Instant::now()), from, &rtcp_buf[..n]);
-                    }
-                }
-                at = ticker.tick() => {
-                    // What has arrived goes into the jitter buffer before a
-                    // frame is taken out: after a stall the ticks fire back
-                    // to back, and packets still queued in the socket would
-                    // otherwise be concealed, then dropped as late.
-                    while let Ok((n, from)) = self.sockets.rtp.try_recv_from(&mut rtp_buf) {
-                        self.leg.receive_rtp(now_ms(Instant::now()), from, &rtp_buf[..n]);
-                    }
-                    let now = now_ms(at);
-                    ticks += 1;
-                    if Instant::now().duration_since(at) >= Duration::from_millis(20) {
-                        outcome.late_ticks += 1;
-                    }
-                    let (_, far) = self.leg.pull_far_frame(now);
-                    while let Some(d) = self.leg.next_digit() {
-                        let _ = self.bus.digits.send(d.as_char());
-                    }
-                    let near = match self.bus.near.try_recv() {
-                        Ok(frame) if frame.len() == FRAME_SAMPLES => frame,
-                        _ => self.prompt.next_frame(),
-                    };
-                    if let Some(packet) = self.leg.send_frame(&near)
-                        && self.sockets.rtp.try_send_to(&packet, self.leg.remote_rtp()).is_err()
-                    {
-                        outcome.send_drops += 1;
-                    }
-                    if let Some(rec) = self.recorder.as_mut() {
-                        let written = rec.tick(Some(&far), Some(&near)).and_then(|_| {
-                            if ticks.is_multiple_of(CHECKPOINT_TICKS) { rec.checkpoint() } else { Ok(()) }
-                        });
-                        if let Err(e) = written {
-                            tracing::warn!(error = %e, "recording stopped");
-                            outcome.recording_error = Some(e.to_string());
-                            self.recorder = None;
-                        }
-                    }
-                    // Nobody listening is fine: the frame is simply not kept.
-                    let _ = self.bus.far.send(Arc::from(far));
-                    if !no_media_told && self.leg.silent_for(now, 0) > self.no_media.as_millis() as u64 {
-                        no_media_told = true;
-                        let _ = self.notices.send(MediaNotice::NoMedia);
-                    }
-                }
-                _ = rtcp_timer.tick() => {
-                    let report = self.leg.rtcp_report(now_ms(Instant::now()));
-                    let _ = self.sockets.rtcp.try_send_to(&report, self.leg.remote_rtcp());
-                }
-                cmd = self.commands.recv() => match cmd {
-                    Some(MediaCommand::Update(p)) => self.leg.update(p),
-                    Some(MediaCommand::SendDigits(d)) => self.leg.send_digits(&d),
-                    Some(MediaCommand::Stop) | None => break,
-                }
-            }
-        }
-        outcome.stats = self.leg.stats();
-        outcome.ticks = ticks;
-        if let Some(rec) = self.recorder.take() {
-            let samples = rec.samples_per_channel();
-            match rec.finish() {
-                Ok(_) => outcome.recorded_seconds = Some(samples as f64 / 8000.0),
-                Err(e) => outcome.recording_error = Some(e.to_string()),
-            }
+    /// Runs a leg's media until it is told to stop (or its command channel
+    /// closes); the outcome comes back on the receiver.
+    pub fn run(&self, task: MediaTask) -> oneshot::Receiver<MediaOutcome> {
+        let (done, outcome) = oneshot::channel();
+        let leg = RunningLeg {
+            task,
+            started: Instant::now(),
+            outcome: MediaOutcome::default(),
+            no_media_told: false,
+            done,
+        };
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        if self.shards[i].send(leg).is_err() {
+            // The thread is gone (it cannot panic out of a leg, so this is
+            // not expected); the caller sees the outcome channel close.
+            tracing::error!(thread = i, "media thread is gone; the call has no media");
         }
         outcome
+    }
+}
+
+/// One media thread: ticks its legs on a shared 20 ms clock.
+fn run_shard(new_legs: std_mpsc::Receiver<RunningLeg>) {
+    let mut legs: Vec<RunningLeg> = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    let mut due = Instant::now();
+    loop {
+        if legs.is_empty() {
+            // Nothing to tick: sleep until a leg comes (or the reactor goes).
+            match new_legs.recv() {
+                Ok(leg) => legs.push(leg),
+                Err(_) => return,
+            }
+            due = Instant::now();
+        }
+        while let Ok(leg) = new_legs.try_recv() {
+            legs.push(leg);
+        }
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        // After a stall (the machine was busy) the ticks run back to back
+        // until the clock is caught up: the far end and the recording keep
+        // real time.
+        let mut i = 0;
+        while i < legs.len() {
+            match catch_unwind(AssertUnwindSafe(|| legs[i].tick(due, &mut buf))) {
+                Ok(Step::Running) => i += 1,
+                Ok(Step::Stopped) => legs.swap_remove(i).finish(),
+                Err(_) => {
+                    // The leg's outcome channel closes with it; the call
+                    // ends with what it had.
+                    tracing::error!("a call's media panicked; its media is stopped");
+                    drop(legs.swap_remove(i));
+                }
+            }
+        }
+        due += TICK;
+    }
+}
+
+enum Step {
+    Running,
+    Stopped,
+}
+
+struct RunningLeg {
+    task: MediaTask,
+    started: Instant,
+    outcome: MediaOutcome,
+    no_media_told: bool,
+    done: oneshot::Sender<MediaOutcome>,
+}
+
+impl RunningLeg {
+    fn ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_millis() as u64
+    }
+
+    /// One 20 ms tick, due at `due`.
+    fn tick(&mut self, due: Instant, buf: &mut [u8]) -> Step {
+        loop {
+            match self.task.commands.try_recv() {
+                Ok(MediaCommand::Update(p)) => self.task.leg.update(p),
+                Ok(MediaCommand::SendDigits(d)) => self.task.leg.send_digits(&d),
+                Ok(MediaCommand::Stop) => return Step::Stopped,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => return Step::Stopped,
+            }
+        }
+        let ticks = self.outcome.ticks;
+        self.outcome.ticks += 1;
+        let now = Instant::now();
+        if now.duration_since(due) >= TICK {
+            self.outcome.late_ticks += 1;
+        }
+        // What has arrived goes into the jitter buffer before a frame is
+        // taken out.
+        let wall = SystemTime::now();
+        let mut reads = 0;
+        while reads < MAX_RTP_READS_PER_TICK {
+            reads += 1;
+            let Some(d) = read(&mut self.task.sockets.rtp, buf) else {
+                break;
+            };
+            let at = self.ms(arrival(now, wall, d.received_at));
+            self.task.leg.receive_rtp(at, d.from, &buf[..d.len]);
+        }
+        if ticks.is_multiple_of(RTCP_READ_EVERY_TICKS) {
+            for _ in 0..MAX_RTCP_READS_PER_TICK {
+                let Some(d) = read(&mut self.task.sockets.rtcp, buf) else {
+                    break;
+                };
+                let at = self.ms(arrival(now, wall, d.received_at));
+                self.task.leg.receive_rtcp(at, d.from, &buf[..d.len]);
+            }
+        }
+        let now_ms = self.ms(due);
+        let (_, far) = self.task.leg.pull_far_frame(now_ms);
+        while let Some(d) = self.task.leg.next_digit() {
+            let _ = self.task.bus.digits.send(d.as_char());
+        }
+        let near = match self.task.bus.near.try_recv() {
+            Ok(frame) if frame.len() == FRAME_SAMPLES => frame,
+            _ => self.task.prompt.next_frame(),
+        };
+        if let Some(packet) = self.task.leg.send_frame(&near)
+            && self
+                .task
+                .sockets
+                .rtp
+                .send_to(&packet, self.task.leg.remote_rtp())
+                .is_err()
+        {
+            self.outcome.send_drops += 1;
+        }
+        if let Some(rec) = self.task.recorder.as_mut() {
+            let written = rec.tick(Some(&far), Some(&near)).and_then(|_| {
+                if (ticks + 1).is_multiple_of(CHECKPOINT_TICKS) {
+                    rec.checkpoint()
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "recording stopped");
+                self.outcome.recording_error = Some(e.to_string());
+                self.task.recorder = None;
+            }
+        }
+        // Nobody listening is fine: the frame is simply not kept.
+        let _ = self.task.bus.far.send(Arc::from(far));
+        if !self.no_media_told
+            && self.task.leg.silent_for(now_ms, 0) > self.task.no_media.as_millis() as u64
+        {
+            self.no_media_told = true;
+            let _ = self.task.notices.send(MediaNotice::NoMedia);
+        }
+        if ticks > 0 && ticks.is_multiple_of(RTCP_EVERY_TICKS) {
+            let report = self.task.leg.rtcp_report(now_ms);
+            let _ = self
+                .task
+                .sockets
+                .rtcp
+                .send_to(&report, self.task.leg.remote_rtcp());
+        }
+        Step::Running
+    }
+
+    fn finish(mut self) {
+        self.outcome.stats = self.task.leg.stats();
+        if let Some(rec) = self.task.recorder.take() {
+            let samples = rec.samples_per_channel();
+            match rec.finish() {
+                Ok(_) => self.outcome.recorded_seconds = Some(samples as f64 / 8000.0),
+                Err(e) => self.outcome.recording_error = Some(e.to_string()),
+            }
+        }
+        // The call may have stopped waiting (it was cancelled); nothing to do.
+        let _ = self.done.send(self.outcome);
+    }
+}
+
+/// The next datagram waiting on a socket; a socket error is logged and
+/// read as nothing waiting (the next tick tries again).
+fn read(socket: &mut TimedSocket, buf: &mut [u8]) -> Option<crate::rtp_socket::Datagram> {
+    match socket.try_recv(buf) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::debug!(error = %e, "media socket read failed");
+            None
+        }
+    }
+}
+
+/// When a datagram arrived, on the monotonic clock: `now` less how long it
+/// waited in the socket by the kernel's stamp (the wall clock's, read at
+/// `wall`). Without a stamp, or with one that makes no sense (the wall
+/// clock was stepped), it arrived now.
+fn arrival(now: Instant, wall: SystemTime, received_at: Option<SystemTime>) -> Instant {
+    match received_at.and_then(|t| wall.duration_since(t).ok()) {
+        Some(waited) if waited < Duration::from_secs(1) => now.checked_sub(waited).unwrap_or(now),
+        _ => now,
     }
 }
 

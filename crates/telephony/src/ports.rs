@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use tokio::net::UdpSocket;
+use crate::rtp_socket::TimedSocket;
 
 /// The pool of RTP ports of one engine.
 #[derive(Debug)]
@@ -26,8 +26,8 @@ struct PortState {
 /// A leg's bound RTP and RTCP sockets; dropping it frees the ports.
 #[derive(Debug)]
 pub struct RtpSockets {
-    pub rtp: UdpSocket,
-    pub rtcp: UdpSocket,
+    pub rtp: TimedSocket,
+    pub rtcp: TimedSocket,
     pub port: u16,
     pool: Arc<RtpPorts>,
 }
@@ -71,14 +71,14 @@ impl RtpPorts {
     }
 
     /// Binds the next free pair, skipping ports another program holds.
-    pub async fn allocate(self: &Arc<Self>) -> Result<RtpSockets, NoFreePort> {
+    pub fn allocate(self: &Arc<Self>) -> Result<RtpSockets, NoFreePort> {
         let pairs = self.capacity();
         for _ in 0..pairs {
             let Some(port) = self.reserve() else {
                 break;
             };
-            let rtp = UdpSocket::bind(SocketAddr::new(self.ip, port)).await;
-            let rtcp = UdpSocket::bind(SocketAddr::new(self.ip, port + 1)).await;
+            let rtp = TimedSocket::bind(SocketAddr::new(self.ip, port));
+            let rtcp = TimedSocket::bind(SocketAddr::new(self.ip, port + 1));
             match (rtp, rtcp) {
                 (Ok(rtp), Ok(rtcp)) => {
                     return Ok(RtpSockets {
@@ -128,21 +128,21 @@ impl RtpPorts {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn pairs_are_even_distinct_and_reused_after_drop() {
+    #[test]
+    fn pairs_are_even_distinct_and_reused_after_drop() {
         let base = 41000 + (std::process::id() % 1000) as u16 * 8;
         let pool = RtpPorts::new("127.0.0.1".parse().unwrap(), base, base + 3);
         assert_eq!(pool.capacity(), 2);
-        let a = pool.allocate().await.unwrap();
-        let b = pool.allocate().await.unwrap();
+        let a = pool.allocate().unwrap();
+        let b = pool.allocate().unwrap();
         assert_ne!(a.port, b.port);
         assert_eq!(a.port % 2, 0);
         assert_eq!(a.rtcp.local_addr().unwrap().port(), a.port + 1);
-        assert!(pool.allocate().await.is_err());
+        assert!(pool.allocate().is_err());
         let freed = a.port;
         drop(a);
         assert_eq!(pool.in_use(), 1);
-        let c = pool.allocate().await.unwrap();
+        let c = pool.allocate().unwrap();
         assert_eq!(c.port, freed);
         drop((b, c));
     }
