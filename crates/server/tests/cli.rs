@@ -173,6 +173,9 @@ fn a_bad_configuration_is_refused_with_a_clear_message() {
     std::fs::write(&file, "htp_addr = \"127.0.0.1:1\"\n").unwrap();
     let (ok, out) = switchyard(&dir, &["--config", file.to_str().unwrap(), "migrate"]);
     assert!(!ok && out.contains("htp_addr"), "{out}");
+    std::fs::write(&file, "media_threads = 0\n").unwrap();
+    let (ok, out) = switchyard(&dir, &["--config", file.to_str().unwrap(), "serve"]);
+    assert!(!ok && out.contains("media_threads"), "{out}");
     let (ok, out) = switchyard(
         &dir,
         &["--config", "/nonexistent/switchyard.toml", "migrate"],

@@ -415,6 +415,7 @@ fn start_media(
             .recordings_dir
             .join(format!("{}.wav", call.id.uuid()));
         match File::create(&path)
+            .and_then(|f| engine.media.recording_file(f))
             .map_err(|e| e.to_string())
             .and_then(|f| {
                 StereoRecorder::new(f, SAMPLE_RATE, FRAME_SAMPLES).map_err(|e| e.to_string())

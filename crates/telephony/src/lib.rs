@@ -22,6 +22,7 @@ pub mod engine;
 pub mod invite;
 pub mod media_loop;
 pub mod ports;
+pub mod recording_writer;
 pub mod rtp_socket;
 pub mod sdp;
 pub mod session_timer;

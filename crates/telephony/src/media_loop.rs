@@ -27,8 +27,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::bus::BusPort;
 use crate::ports::RtpSockets;
+use crate::recording_writer::{QueuedFile, RecordingWriter};
 use crate::rtp_socket::TimedSocket;
-pub type WavRecorder = StereoRecorder<File>;
+pub type WavRecorder = StereoRecorder<QueuedFile>;
 
 /// Commands from the call's signalling task.
 #[derive(Debug)]
@@ -112,10 +113,12 @@ const CHECKPOINT_TICKS: u64 = 50;
 const MAX_RTP_READS_PER_TICK: usize = 64;
 const MAX_RTCP_READS_PER_TICK: usize = 16;
 
-/// The threads that run every live leg's media.
+/// The threads that run every live leg's media, and the one that writes
+/// their recordings.
 pub struct MediaReactor {
     shards: Vec<std_mpsc::Sender<RunningLeg>>,
     next: AtomicUsize,
+    recordings: RecordingWriter,
 }
 
 impl MediaReactor {
@@ -133,11 +136,18 @@ impl MediaReactor {
         Ok(Self {
             shards,
             next: AtomicUsize::new(0),
+            recordings: RecordingWriter::start()?,
         })
     }
 
+    /// Where a leg's recording is written: `file`, through the writer thread.
+    pub fn recording_file(&self, file: File) -> std::io::Result<QueuedFile> {
+        self.recordings.open(file)
+    }
+
     /// Runs a leg's media until it is told to stop (or its command channel
-    /// closes); the outcome comes back on the receiver.
+    /// closes); the outcome comes back on the receiver once the recording
+    /// (if any) is complete on disk.
     pub fn run(&self, task: MediaTask) -> oneshot::Receiver<MediaOutcome> {
         let (done, outcome) = oneshot::channel();
         let leg = RunningLeg {
@@ -157,44 +167,67 @@ impl MediaReactor {
     }
 }
 
-/// One media thread: ticks its legs on a shared 20 ms clock.
+/// The 20 ms frame is cut into slots of 1 ms; each leg is ticked in its own
+/// slot (the emptiest when it came), so a thread's work is spread over the
+/// frame instead of coming all at once, and a leg is ticked at the same
+/// point of every frame (a steady offset is no jitter).
+const SLOT: Duration = Duration::from_millis(1);
+const SLOTS: usize = 20;
+
+/// One media thread: ticks its legs, each in its slot of the 20 ms frame.
 fn run_shard(new_legs: std_mpsc::Receiver<RunningLeg>) {
-    let mut legs: Vec<RunningLeg> = Vec::new();
+    let mut slots: Vec<Vec<RunningLeg>> = (0..SLOTS).map(|_| Vec::new()).collect();
+    let mut live = 0usize;
     let mut buf = vec![0u8; 2048];
+    // When the slot `slot` is due.
     let mut due = Instant::now();
+    let mut slot = 0usize;
     loop {
-        if legs.is_empty() {
+        if live == 0 {
             // Nothing to tick: sleep until a leg comes (or the reactor goes).
             match new_legs.recv() {
-                Ok(leg) => legs.push(leg),
+                Ok(leg) => {
+                    slots[slot].push(leg);
+                    live += 1;
+                }
                 Err(_) => return,
             }
             due = Instant::now();
         }
         while let Ok(leg) = new_legs.try_recv() {
-            legs.push(leg);
+            let emptiest = (0..SLOTS).min_by_key(|&i| slots[i].len()).unwrap_or(0);
+            slots[emptiest].push(leg);
+            live += 1;
         }
-        let now = Instant::now();
-        if due > now {
-            std::thread::sleep(due - now);
-        }
-        // After a stall (the machine was busy) the ticks run back to back
-        // until the clock is caught up: the far end and the recording keep
-        // real time.
-        let mut i = 0;
-        while i < legs.len() {
-            match catch_unwind(AssertUnwindSafe(|| legs[i].tick(due, &mut buf))) {
-                Ok(Step::Running) => i += 1,
-                Ok(Step::Stopped) => legs.swap_remove(i).finish(),
-                Err(_) => {
-                    // The leg's outcome channel closes with it; the call
-                    // ends with what it had.
-                    tracing::error!("a call's media panicked; its media is stopped");
-                    drop(legs.swap_remove(i));
+        if !slots[slot].is_empty() {
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            // After a stall (the machine was busy) the slots run back to
+            // back until the clock is caught up: the far end and the
+            // recording keep real time.
+            let legs = &mut slots[slot];
+            let mut i = 0;
+            while i < legs.len() {
+                match catch_unwind(AssertUnwindSafe(|| legs[i].tick(due, &mut buf))) {
+                    Ok(Step::Running) => i += 1,
+                    Ok(Step::Stopped) => {
+                        legs.remove(i).finish();
+                        live -= 1;
+                    }
+                    Err(_) => {
+                        // The leg's outcome channel closes with it; the call
+                        // ends with what it had.
+                        tracing::error!("a call's media panicked; its media is stopped");
+                        drop(legs.remove(i));
+                        live -= 1;
+                    }
                 }
             }
         }
-        due += TICK;
+        slot = (slot + 1) % SLOTS;
+        due += SLOT;
     }
 }
 
@@ -308,15 +341,27 @@ impl RunningLeg {
 
     fn finish(mut self) {
         self.outcome.stats = self.task.leg.stats();
-        if let Some(rec) = self.task.recorder.take() {
-            let samples = rec.samples_per_channel();
-            match rec.finish() {
-                Ok(_) => self.outcome.recorded_seconds = Some(samples as f64 / 8000.0),
-                Err(e) => self.outcome.recording_error = Some(e.to_string()),
+        let mut outcome = self.outcome;
+        let done = self.done;
+        let Some(rec) = self.task.recorder.take() else {
+            // The call may have stopped waiting (it was cancelled).
+            let _ = done.send(outcome);
+            return;
+        };
+        let seconds = rec.samples_per_channel() as f64 / 8000.0;
+        match rec.into_sink() {
+            Ok(file) => file.close(move |error| {
+                match error {
+                    None => outcome.recorded_seconds = Some(seconds),
+                    Some(e) => outcome.recording_error = Some(e),
+                }
+                let _ = done.send(outcome);
+            }),
+            Err(e) => {
+                outcome.recording_error = Some(e.to_string());
+                let _ = done.send(outcome);
             }
         }
-        // The call may have stopped waiting (it was cancelled); nothing to do.
-        let _ = self.done.send(self.outcome);
     }
 }
 
@@ -374,4 +419,22 @@ pub fn load_prompt(path: &std::path::Path) -> anyhow::Result<Arc<[i16]>> {
         .chunks(channels)
         .map(|c| (c.iter().map(|&s| s as i32).sum::<i32>() / channels as i32) as i16)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrival_is_now_less_the_kernel_stamped_wait() {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let ms = Duration::from_millis;
+        assert_eq!(arrival(now, wall, Some(wall - ms(15))), now - ms(15));
+        // No stamp, a stamp from the future (the wall clock went back), or
+        // one from long ago (it went forward): now.
+        assert_eq!(arrival(now, wall, None), now);
+        assert_eq!(arrival(now, wall, Some(wall + ms(30))), now);
+        assert_eq!(arrival(now, wall, Some(wall - ms(5000))), now);
+    }
 }
