@@ -52,6 +52,8 @@ pub struct JitterBuffer {
     jitter_q4: i64,
     last_played: Vec<i16>,
     consecutive_concealed: u32,
+    /// The last pop found the buffer empty and kept its place (underrun).
+    holding: bool,
     /// Pops in a row that wanted less delay than the target.
     calm_pops: u32,
     stats: JitterStats,
@@ -80,6 +82,7 @@ impl JitterBuffer {
             jitter_q4: 0,
             last_played: vec![0; frame_samples as usize],
             consecutive_concealed: 0,
+            holding: false,
             calm_pops: 0,
             stats: JitterStats {
                 target_frames: min_frames,
@@ -190,10 +193,20 @@ impl JitterBuffer {
             self.stats.trimmed += 1;
             self.playout = Some(ts + self.frame_samples as u64);
         }
-        let playout = self.playout.unwrap_or(playout);
-        self.playout = Some(playout + self.frame_samples as u64);
+        let mut playout = self.playout.unwrap_or(playout);
+        // After an underrun the buffer waited in place; if what came next
+        // is not the frame it waited for (that one was lost, or the stream
+        // resumed further on after a pause), play on from what came.
+        if self.holding
+            && !self.frames.contains_key(&playout)
+            && let Some((&first, _)) = self.frames.first_key_value()
+        {
+            playout = first;
+        }
+        self.holding = false;
         match self.frames.remove(&playout) {
             Some(pcm) => {
+                self.playout = Some(playout + self.frame_samples as u64);
                 self.stats.played += 1;
                 self.consecutive_concealed = 0;
                 self.last_played.clone_from(&pcm);
@@ -201,9 +214,18 @@ impl JitterBuffer {
             }
             None => {
                 if self.frames.is_empty() {
-                    // Underrun: the network is slower than our delay; wait longer next time.
+                    // Underrun: the network is slower than our delay. Wait
+                    // for this frame in place (the delay grows by the
+                    // underrun) rather than give it up: a frame given up is
+                    // dropped as late when it comes, and so would every one
+                    // after it, with the stream now behind our clock.
                     self.target_frames = (self.target_frames + 1).min(self.max_frames);
                     self.calm_pops = 0;
+                    self.holding = true;
+                    self.playout = Some(playout);
+                } else {
+                    // Lost (or reordered past the delay): skip it.
+                    self.playout = Some(playout + self.frame_samples as u64);
                 }
                 self.stats.concealed += 1;
                 self.consecutive_concealed += 1;
@@ -306,6 +328,22 @@ mod tests {
             (0..100).map(|i| i as i16 + 1).collect::<Vec<_>>()
         );
         assert_eq!(stats.late, 0, "{stats:?}");
+    }
+
+    #[test]
+    fn a_step_in_delay_is_absorbed_not_lost_for_good() {
+        // The far end stalls once: from frame 20 on, every frame comes 60 ms
+        // later than before (more than the buffer's delay). The buffer must
+        // wait the stream out, not give up each frame just before it comes.
+        let order: Vec<u32> = (0..120).collect();
+        let (out, stats) = run(50, &order, |i| if i < 20 { 3 } else { 63 }, 140);
+        let played = received_values(&out);
+        assert!(
+            (30..120).all(|i| played.contains(&(i as i16 + 1))),
+            "frames lost after the step: {stats:?}"
+        );
+        assert!(concealed_within(&out) <= 6, "{stats:?}");
+        assert!(stats.late <= 3, "{stats:?}");
     }
 
     #[test]

@@ -167,12 +167,13 @@ impl MediaReactor {
     }
 }
 
-/// The 20 ms frame is cut into slots of 1 ms; each leg is ticked in its own
-/// slot (the emptiest when it came), so a thread's work is spread over the
-/// frame instead of coming all at once, and a leg is ticked at the same
-/// point of every frame (a steady offset is no jitter).
-const SLOT: Duration = Duration::from_millis(1);
-const SLOTS: usize = 20;
+/// The 20 ms frame is cut into four slots of 5 ms; each leg is ticked in
+/// its own slot (the emptiest when it came), so a thread's work is spread
+/// over the frame instead of coming all at once, and a leg is ticked at
+/// the same point of every frame. Four, not twenty: each slot is a
+/// wake-up of the thread, and a wake-up costs about what a leg's tick does.
+const SLOT: Duration = Duration::from_millis(5);
+const SLOTS: usize = 4;
 
 /// One media thread: ticks its legs, each in its slot of the 20 ms frame.
 fn run_shard(new_legs: std_mpsc::Receiver<RunningLeg>) {
