@@ -79,10 +79,10 @@ impl QueuedFile {
     /// given the first write error, if there was one.
     pub fn close(self, then: impl FnOnce(Option<String>) + Send + 'static) {
         let then: OnClosed = Box::new(then);
-        if let Err(mpsc::SendError(job)) = self.jobs.send(Job::Close { id: self.id, then }) {
-            if let Job::Close { then, .. } = job {
-                then(Some(stopped().to_string()));
-            }
+        if let Err(mpsc::SendError(Job::Close { then, .. })) =
+            self.jobs.send(Job::Close { id: self.id, then })
+        {
+            then(Some(stopped().to_string()));
         }
     }
 }
