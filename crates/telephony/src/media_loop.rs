@@ -10,8 +10,9 @@
 //! tick), and each wake-up went through the runtime's parking and waking;
 //! that, not the media work, was most of a call's CPU. Here the sockets are
 //! not registered with any poller (the kernel only queues the datagram and
-//! stamps its arrival time), and one wake-up per 20 ms serves every leg of
-//! a thread. Legs are handed out in turn; a leg never moves.
+//! stamps its arrival time), and a thread wakes four times per 20 ms (once
+//! per 5 ms slot) for all of its legs. Legs are handed out to threads in
+//! turn; a leg never moves.
 
 use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
