@@ -117,6 +117,15 @@ impl<S: RecordingSink> StereoRecorder<S> {
         })
     }
 
+    /// Makes room for `ticks` ticks between checkpoints up front, so the
+    /// buffer is allocated once at its size rather than grown by doubling
+    /// (to up to twice what it needs, kept for the whole call).
+    pub fn reserve_ticks(&mut self, ticks: usize) {
+        let bytes = ticks * usize::from(CHANNELS) * self.frame_samples;
+        self.pending
+            .reserve_exact(bytes.saturating_sub(self.pending.len()));
+    }
+
     /// Records one tick: the far end's frame (left) and ours (right).
     pub fn tick(&mut self, far: Option<&[i16]>, near: Option<&[i16]>) -> Result<(), RecorderError> {
         for side in [far, near].into_iter().flatten() {
@@ -388,6 +397,23 @@ mod tests {
         // A file cut inside its audio (a crash mid-write) reads what is there.
         let (_, cut) = read_all(&bytes[..HEADER_LEN + 1000]);
         assert_eq!(cut.len(), 1000);
+    }
+
+    #[test]
+    fn the_buffer_reserved_for_a_checkpoint_interval_is_not_grown() {
+        let mut rec = StereoRecorder::new(Vec::new(), 8000, 160).unwrap();
+        rec.reserve_ticks(250);
+        let reserved = rec.pending.capacity();
+        assert!(reserved >= 250 * 2 * 160);
+        for _ in 0..2 {
+            for _ in 0..250 {
+                rec.tick(Some(&[3; 160]), Some(&[7; 160])).unwrap();
+            }
+            rec.checkpoint().unwrap();
+        }
+        assert_eq!(rec.pending.capacity(), reserved);
+        let (r, _) = read_all(&rec.sink);
+        assert_eq!(r.frames, 500 * 160);
     }
 
     #[test]

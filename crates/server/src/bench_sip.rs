@@ -57,19 +57,50 @@ pub struct SipBenchArgs {
 /// CPU time (user + system) of a process, from /proc.
 pub(crate) fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // USER_HZ is 100 on Linux.
+    Ok(stat_ticks(&stat) / 100.0)
+}
+
+/// User + system clock ticks in a `/proc/.../stat` line.
+fn stat_ticks(stat: &str) -> f64 {
     // Fields after the command name (which may hold spaces) start after ')'.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|u| u.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    // USER_HZ is 100 on Linux.
-    Ok(ticks / 100.0)
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    field(11) + field(12)
+}
+
+/// CPU seconds of this process's threads, summed by thread name with a
+/// trailing number dropped (`media-0`, `media-1` → `media`), so a window's
+/// CPU can be told apart: media threads, the recording writer, the tokio
+/// workers, SQLite's.
+pub(crate) fn thread_cpu_seconds() -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("stat")),
+        ) else {
+            // The thread ended in between.
+            continue;
+        };
+        let name = comm
+            .trim()
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .trim_end_matches('-')
+            .to_string();
+        *by_name.entry(name).or_insert(0.0) += stat_ticks(&stat) / 100.0;
+    }
+    by_name
 }
 
 /// A child process killed when dropped.
@@ -479,9 +510,11 @@ async fn concurrent(base: &Config, args: &SipBenchArgs, dir: &Path) -> anyhow::R
     let up = engine.live_calls();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = cpu_seconds("self")?;
+    let threads_before = thread_cpu_seconds();
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.window)).await;
     let cpu = cpu_seconds("self")? - before;
+    let threads = thread_cpu_seconds();
     let wall = started.elapsed().as_secs_f64();
     let (ok, failed) = uac.await??;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -517,6 +550,15 @@ async fn concurrent(base: &Config, args: &SipBenchArgs, dir: &Path) -> anyhow::R
         "| server CPU per call | {:.3} ms per second of call |",
         1000.0 * cpu / wall / up.max(1) as f64
     );
+    for (name, seconds) in &threads {
+        let used = seconds - threads_before.get(name).copied().unwrap_or(0.0);
+        if used > 0.0 {
+            println!(
+                "| … of which `{name}` threads | {:.3} ms per second of call |",
+                1000.0 * used / wall / up.max(1) as f64
+            );
+        }
+    }
     println!(
         "| 20 ms ticks run late | {} of {} ({:.3}%) |",
         t.late_ticks,
@@ -559,6 +601,7 @@ mod tests {
         .unwrap();
         assert_eq!(sipp_counts(&csv).unwrap(), (12, 1));
         assert!(cpu_seconds("self").unwrap() >= 0.0);
+        assert!(!thread_cpu_seconds().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

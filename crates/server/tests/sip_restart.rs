@@ -138,8 +138,8 @@ async fn calls_left_live_by_a_killed_server_are_failed_and_hung_up() {
         (c["status"] == "IN_PROGRESS").then_some(())
     })
     .await;
-    // Let the live recording reach a checkpoint (its header is brought up
-    // to date once a second), then kill.
+    // Let the live recording reach a checkpoint (its audio is written and
+    // its header brought up to date every 5 s), then kill.
     let wav = dir
         .0
         .join("recordings")

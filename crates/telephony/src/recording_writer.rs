@@ -1,9 +1,9 @@
 //! The live recordings' disk writes, on a thread of their own. A media
 //! thread ticks hundreds of calls every 20 ms; a write that blocks (a
 //! journal commit, a slow or full disk) must not hold them up. So the
-//! recorder's sink only queues its positioned writes here (a second of
-//! audio, then the header, once a second per call), and this thread makes
-//! them in order. Closing a file is queued too: its callback runs once
+//! recorder's sink only queues its positioned writes here (the audio since
+//! the last checkpoint, then the header, every few seconds per call), and
+//! this thread makes them in order, a batch at a time. Closing a file is queued too: its callback runs once
 //! every write before it is on disk (in the page cache), so a call's
 //! recording is complete before the call reports it PROCESSING.
 //!
@@ -15,6 +15,7 @@ use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use switchyard_media::recorder::RecordingSink;
 
@@ -103,29 +104,46 @@ fn stopped() -> io::Error {
     io::Error::other("the recording writer has stopped")
 }
 
+/// How long the thread rests after emptying its queue. While it rests it
+/// is not waiting on the channel, so a sender's `send` is a push and wakes
+/// nobody: with a thousand live calls queueing two writes a second each,
+/// waking the thread for every one cost more than the writes. A close
+/// waits this long at most.
+const REST: Duration = Duration::from_millis(50);
+
 fn run(jobs: mpsc::Receiver<Job>) {
     // Each open file and its first error (later writes to it are skipped).
     let mut files: HashMap<u64, (File, Option<String>)> = HashMap::new();
-    while let Ok(job) = jobs.recv() {
-        match job {
-            Job::Open { id, file } => {
-                files.insert(id, (file, None));
+    // Blocks only when the queue is empty after a rest (nothing is live).
+    while let Ok(first) = jobs.recv() {
+        let mut next = Some(first);
+        while let Some(job) = next {
+            run_job(&mut files, job);
+            next = jobs.try_recv().ok();
+        }
+        std::thread::sleep(REST);
+    }
+}
+
+fn run_job(files: &mut HashMap<u64, (File, Option<String>)>, job: Job) {
+    match job {
+        Job::Open { id, file } => {
+            files.insert(id, (file, None));
+        }
+        Job::Write { id, offset, bytes } => {
+            if let Some((file, error @ None)) = files.get_mut(&id)
+                && let Err(e) = write_at(file, &bytes, offset)
+            {
+                tracing::warn!(error = %e, "recording write failed");
+                *error = Some(e.to_string());
             }
-            Job::Write { id, offset, bytes } => {
-                if let Some((file, error @ None)) = files.get_mut(&id)
-                    && let Err(e) = write_at(file, &bytes, offset)
-                {
-                    tracing::warn!(error = %e, "recording write failed");
-                    *error = Some(e.to_string());
-                }
-            }
-            Job::Close { id, then } => {
-                let error = match files.remove(&id) {
-                    Some((_, error)) => error,
-                    None => Some("the recording was never opened".into()),
-                };
-                then(error);
-            }
+        }
+        Job::Close { id, then } => {
+            let error = match files.remove(&id) {
+                Some((_, error)) => error,
+                None => Some("the recording was never opened".into()),
+            };
+            then(error);
         }
     }
 }

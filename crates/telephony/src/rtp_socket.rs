@@ -4,15 +4,26 @@
 //! with its arrival time (`SO_TIMESTAMPNS`), so reading late does not blur
 //! the interarrival jitter the jitter buffer and RTCP are built on.
 //!
-//! nix is used for `recvmsg` because std's UDP socket has no way to read
-//! ancillary data; the rest is std.
+//! A read is one `recvmmsg`: whatever waits, up to a batch, in one system
+//! call. A leg's tick usually finds one packet; one `recvmsg` for it and a
+//! second to learn the socket was empty was two calls where one does (a
+//! batch that comes back short says the socket is empty).
+//!
+//! nix is used for `recvmmsg` because std's UDP socket has no way to read
+//! several datagrams or ancillary data; the rest is std. (`recvmmsg` is
+//! Linux's and the BSDs', which is where Switchyard runs.)
 
-use std::io;
+use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, SystemTime};
 
-use nix::sys::socket::{MsgFlags, SockaddrStorage, recvmsg};
+use nix::sys::socket::{MsgFlags, MultiHeaders, RecvMsg, SockaddrStorage, recvmmsg};
+
+/// Datagrams one read takes at most.
+pub const BATCH: usize = 8;
+/// Room for one datagram; longer ones are cut (RTP here is far smaller).
+const DATAGRAM_ROOM: usize = 2048;
 
 /// A datagram read from a [`TimedSocket`].
 #[derive(Debug, Clone, Copy)]
@@ -23,11 +34,36 @@ pub struct Datagram {
     pub received_at: Option<SystemTime>,
 }
 
+/// What one read needs: the kernel's message headers, room for their
+/// timestamps and the datagrams. One per media thread, reused for every
+/// socket it reads (it holds pointers into itself, so it stays on the
+/// thread that made it).
+pub struct RecvBatch {
+    headers: MultiHeaders<SockaddrStorage>,
+    room: Box<[u8]>,
+}
+
+impl RecvBatch {
+    pub fn new() -> Self {
+        Self {
+            headers: MultiHeaders::preallocate(
+                BATCH,
+                Some(nix::cmsg_space!(nix::sys::time::TimeSpec)),
+            ),
+            room: vec![0; BATCH * DATAGRAM_ROOM].into_boxed_slice(),
+        }
+    }
+}
+
+impl Default for RecvBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[derive(Debug)]
 pub struct TimedSocket {
     socket: UdpSocket,
-    /// Room for one `SO_TIMESTAMPNS` control message.
-    cmsg: Vec<u8>,
 }
 
 impl TimedSocket {
@@ -41,57 +77,81 @@ impl TimedSocket {
             &true,
         )
         .map_err(io::Error::from)?;
-        Ok(Self {
-            socket,
-            cmsg: nix::cmsg_space!(nix::sys::time::TimeSpec),
-        })
+        Ok(Self { socket })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
     }
 
-    /// The next waiting datagram into `buf`, or `None` when none is waiting.
-    /// A datagram longer than `buf` is cut (RTP here is far smaller).
-    pub fn try_recv(&mut self, buf: &mut [u8]) -> io::Result<Option<Datagram>> {
-        let mut iov = [io::IoSliceMut::new(buf)];
-        let msg = match recvmsg::<SockaddrStorage>(
-            self.socket.as_raw_fd(),
-            &mut iov,
-            Some(&mut self.cmsg),
-            MsgFlags::MSG_DONTWAIT,
-        ) {
-            Ok(m) => m,
-            Err(nix::errno::Errno::EAGAIN) => return Ok(None),
-            // A datagram's ICMP error (port unreachable from a peer that
-            // went away) is reported on the next read; it is not ours to
-            // stop for.
-            Err(nix::errno::Errno::ECONNREFUSED) => return Ok(None),
-            Err(e) => return Err(e.into()),
+    /// Reads what waits, up to [`BATCH`] datagrams, in one system call, and
+    /// gives each to `each` with its bytes, in arrival order. Returns how
+    /// many were read; fewer than [`BATCH`] means the socket is now empty.
+    pub fn recv_batch(
+        &self,
+        batch: &mut RecvBatch,
+        mut each: impl FnMut(Datagram, &[u8]),
+    ) -> io::Result<usize> {
+        let mut got: [Option<Datagram>; BATCH] = [None; BATCH];
+        let read = {
+            let mut room = batch.room.chunks_mut(DATAGRAM_ROOM);
+            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] =
+                std::array::from_fn(|_| [IoSliceMut::new(room.next().unwrap_or_default())]);
+            let results = match recvmmsg(
+                self.socket.as_raw_fd(),
+                &mut batch.headers,
+                iovs.iter_mut(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            ) {
+                Ok(r) => r,
+                Err(nix::errno::Errno::EAGAIN) => return Ok(0),
+                // A datagram's ICMP error (port unreachable from a peer that
+                // went away) is reported on the next read; it is not ours to
+                // stop for.
+                Err(nix::errno::Errno::ECONNREFUSED) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            };
+            let mut read = 0;
+            for (slot, msg) in got.iter_mut().zip(results) {
+                read += 1;
+                *slot = datagram(&msg);
+            }
+            read
         };
-        let Some(from) = msg.address.as_ref().and_then(socket_addr) else {
-            return Ok(None);
-        };
-        let mut received_at = None;
-        #[cfg(target_os = "linux")]
-        if let Ok(cmsgs) = msg.cmsgs() {
-            for c in cmsgs {
-                if let nix::sys::socket::ControlMessageOwned::ScmTimestampns(ts) = c {
-                    let since_epoch = Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32);
-                    received_at = SystemTime::UNIX_EPOCH.checked_add(since_epoch);
-                }
+        for (i, d) in got.iter().enumerate().take(read) {
+            if let Some(d) = d {
+                let start = i * DATAGRAM_ROOM;
+                each(*d, &batch.room[start..start + d.len.min(DATAGRAM_ROOM)]);
             }
         }
-        Ok(Some(Datagram {
-            len: msg.bytes,
-            from,
-            received_at,
-        }))
+        Ok(read)
     }
 
     pub fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
         self.socket.send_to(buf, to)
     }
+}
+
+/// A received message as a [`Datagram`]; `None` without a source address
+/// (not a UDP datagram's).
+fn datagram(msg: &RecvMsg<'_, '_, SockaddrStorage>) -> Option<Datagram> {
+    let from = msg.address.as_ref().and_then(socket_addr)?;
+    let mut received_at = None;
+    #[cfg(target_os = "linux")]
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            if let nix::sys::socket::ControlMessageOwned::ScmTimestampns(ts) = c {
+                let since_epoch = Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32);
+                received_at = SystemTime::UNIX_EPOCH.checked_add(since_epoch);
+            }
+        }
+    }
+    Some(Datagram {
+        len: msg.bytes,
+        from,
+        received_at,
+    })
 }
 
 fn socket_addr(s: &SockaddrStorage) -> Option<SocketAddr> {
@@ -105,38 +165,88 @@ fn socket_addr(s: &SockaddrStorage) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
+
+    /// Reads until `want` datagrams came (or a deadline passes): each
+    /// read's count, and the datagrams with their bytes.
+    fn read_until(
+        rx: &TimedSocket,
+        batch: &mut RecvBatch,
+        want: usize,
+    ) -> (Vec<usize>, Vec<(Datagram, Vec<u8>)>) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (mut counts, mut got) = (Vec::new(), Vec::new());
+        while got.len() < want {
+            assert!(Instant::now() < deadline, "only {} arrived", got.len());
+            let n = rx
+                .recv_batch(batch, |d, bytes| got.push((d, bytes.to_vec())))
+                .unwrap();
+            if n > 0 {
+                counts.push(n);
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        (counts, got)
+    }
 
     #[test]
-    fn reads_what_waits_with_its_arrival_time_then_none() {
-        let mut rx = TimedSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    fn reads_what_waits_with_its_arrival_time_then_nothing() {
+        let rx = TimedSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut buf = [0u8; 64];
-        assert!(rx.try_recv(&mut buf).unwrap().is_none());
+        let mut batch = RecvBatch::new();
+        assert_eq!(
+            rx.recv_batch(&mut batch, |_, _| panic!("nothing sent"))
+                .unwrap(),
+            0
+        );
         let before = SystemTime::now();
         tx.send_to(b"one", rx.local_addr().unwrap()).unwrap();
         tx.send_to(b"two", rx.local_addr().unwrap()).unwrap();
-        // Loopback delivers at once, but wait on it rather than assume.
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let first = loop {
-            if let Some(d) = rx.try_recv(&mut buf).unwrap() {
-                break d;
+        let (_, got) = read_until(&rx, &mut batch, 2);
+        assert_eq!(got[0].1, b"one");
+        assert_eq!(got[1].1, b"two");
+        for (d, _) in &got {
+            assert_eq!(d.from, tx.local_addr().unwrap());
+            #[cfg(target_os = "linux")]
+            {
+                let at = d.received_at.expect("kernel timestamp");
+                assert!(
+                    at + Duration::from_millis(50) >= before,
+                    "stamped before it was sent"
+                );
+                assert!(at <= SystemTime::now() + Duration::from_millis(50));
             }
-            assert!(std::time::Instant::now() < deadline, "nothing arrived");
-            std::thread::yield_now();
-        };
-        assert_eq!(&buf[..first.len], b"one");
-        assert_eq!(first.from, tx.local_addr().unwrap());
-        #[cfg(target_os = "linux")]
-        {
-            let at = first.received_at.expect("kernel timestamp");
-            assert!(
-                at + Duration::from_millis(50) >= before,
-                "stamped before it was sent"
-            );
-            assert!(at <= SystemTime::now() + Duration::from_millis(50));
         }
-        let second = rx.try_recv(&mut buf).unwrap().expect("second datagram");
-        assert_eq!(&buf[..second.len], b"two");
-        assert!(rx.try_recv(&mut buf).unwrap().is_none());
+        assert_eq!(
+            rx.recv_batch(&mut batch, |_, _| panic!("all read"))
+                .unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn more_than_a_batch_is_read_a_batch_at_a_time_in_order() {
+        let rx = TimedSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut batch = RecvBatch::new();
+        let sent = 2 * BATCH + 3;
+        for i in 0..sent {
+            tx.send_to(&vec![i as u8; 100 + i], rx.local_addr().unwrap())
+                .unwrap();
+        }
+        let (counts, got) = read_until(&rx, &mut batch, sent);
+        assert!(counts.iter().all(|&n| n <= BATCH), "{counts:?}");
+        for (i, (d, bytes)) in got.iter().enumerate() {
+            assert_eq!(d.len, 100 + i);
+            assert_eq!(bytes, &vec![i as u8; 100 + i]);
+        }
+        // A datagram longer than the room for one is cut, not spilled into
+        // the next one's room.
+        tx.send_to(&[9u8; 3000], rx.local_addr().unwrap()).unwrap();
+        tx.send_to(b"after", rx.local_addr().unwrap()).unwrap();
+        let (_, got) = read_until(&rx, &mut batch, 2);
+        assert_eq!(got[0].1.len(), DATAGRAM_ROOM);
+        assert_eq!(got[1].1, b"after");
     }
 }
