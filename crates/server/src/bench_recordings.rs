@@ -14,6 +14,7 @@ use std::process::Command;
 
 use switchyard_media::m4a::{BITRATE_PER_CHANNEL, encode_recording};
 use switchyard_media::recorder::{RecordingReader, StereoRecorder};
+use switchyard_telephony::media_loop::CHECKPOINT_TICKS;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RecordingBenchArgs {
@@ -221,7 +222,7 @@ fn measure(args: &RecordingBenchArgs, dir: &Path) -> anyhow::Result<()> {
 
 /// What the media loop pays to record: `live_calls` recordings written as
 /// the loop writes them (a tick of each every 20 ms of audio, a checkpoint
-/// every second), to files in the data directory's file system, as fast
+/// every [`CHECKPOINT_TICKS`]), to files in the data directory's file system, as fast
 /// as the recorder goes. Reported per second of call.
 fn live_recording(args: &RecordingBenchArgs, dir: &Path) -> anyhow::Result<()> {
     let live = dir.join("live");
@@ -229,7 +230,9 @@ fn live_recording(args: &RecordingBenchArgs, dir: &Path) -> anyhow::Result<()> {
     let mut recorders = (0..args.live_calls)
         .map(|i| {
             let file = std::fs::File::create(live.join(format!("{i}.wav")))?;
-            Ok(StereoRecorder::new(file, 8000, FRAME)?)
+            let mut rec = StereoRecorder::new(file, 8000, FRAME)?;
+            rec.reserve_ticks(CHECKPOINT_TICKS as usize);
+            Ok(rec)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Speech-like frames: a tone with a changing level on each side.
@@ -251,7 +254,7 @@ fn live_recording(args: &RecordingBenchArgs, dir: &Path) -> anyhow::Result<()> {
         let near = &frames[(t + 25) % frames.len()];
         for rec in recorders.iter_mut() {
             rec.tick(Some(far), Some(near))?;
-            if t % 50 == 49 {
+            if (t as u64 + 1).is_multiple_of(CHECKPOINT_TICKS) {
                 rec.checkpoint()?;
             }
         }

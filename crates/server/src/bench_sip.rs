@@ -552,7 +552,8 @@ async fn concurrent(base: &Config, args: &SipBenchArgs, dir: &Path) -> anyhow::R
     );
     for (name, seconds) in &threads {
         let used = seconds - threads_before.get(name).copied().unwrap_or(0.0);
-        if used > 0.0 {
+        // Under one clock tick (10 ms) is nothing measured.
+        if used >= 0.01 {
             println!(
                 "| … of which `{name}` threads | {:.3} ms per second of call |",
                 1000.0 * used / wall / up.max(1) as f64

@@ -111,7 +111,7 @@ const RTCP_READ_EVERY_TICKS: u64 = 10;
 /// kernel's work for those small writes, page by page and an inode update
 /// each, was three times what it is now: 0.032 against 0.011 ms of CPU per
 /// second of call, measured with 1000 calls.)
-const CHECKPOINT_TICKS: u64 = 250;
+pub const CHECKPOINT_TICKS: u64 = 250;
 /// Datagrams read from one leg's RTP socket in one tick at most (2.5 times
 /// the packets 10 ms packetisation sends in a second); a flood stays in the
 /// socket, where the kernel drops what does not fit, and cannot starve the
@@ -276,26 +276,15 @@ impl RunningLeg {
         // taken out.
         let wall = SystemTime::now();
         let started = self.started;
-        let leg = &mut self.task.leg;
-        drain(
-            &self.task.sockets.rtp,
-            batch,
-            MAX_RTP_READS_PER_TICK,
-            |d, bytes| {
-                let at = ms_since(started, arrival(now, wall, d.received_at));
-                leg.receive_rtp(at, d.from, bytes);
-            },
-        );
+        let at = |d: &Datagram| ms_since(started, arrival(now, wall, d.received_at));
+        let (leg, sockets) = (&mut self.task.leg, &self.task.sockets);
+        drain(&sockets.rtp, batch, MAX_RTP_READS_PER_TICK, |d, bytes| {
+            leg.receive_rtp(at(&d), d.from, bytes)
+        });
         if ticks.is_multiple_of(RTCP_READ_EVERY_TICKS) {
-            drain(
-                &self.task.sockets.rtcp,
-                batch,
-                MAX_RTCP_READS_PER_TICK,
-                |d, bytes| {
-                    let at = ms_since(started, arrival(now, wall, d.received_at));
-                    leg.receive_rtcp(at, d.from, bytes);
-                },
-            );
+            drain(&sockets.rtcp, batch, MAX_RTCP_READS_PER_TICK, |d, bytes| {
+                leg.receive_rtcp(at(&d), d.from, bytes)
+            });
         }
         let now_ms = ms_since(self.started, due);
         let (_, far) = self.task.leg.pull_far_frame(now_ms);
