@@ -3,9 +3,10 @@
 //! journal commit, a slow or full disk) must not hold them up. So the
 //! recorder's sink only queues its positioned writes here (the audio since
 //! the last checkpoint, then the header, every few seconds per call), and
-//! this thread makes them in order, a batch at a time. Closing a file is queued too: its callback runs once
-//! every write before it is on disk (in the page cache), so a call's
-//! recording is complete before the call reports it PROCESSING.
+//! this thread makes them in order, a batch at a time. Closing a file is
+//! queued too: its callback runs once every write before it is on disk (in
+//! the page cache), so a call's recording is complete before the call
+//! reports it PROCESSING.
 //!
 //! The queue is unbounded on purpose: what a stalled disk has not taken yet
 //! waits in memory (16 KB per call per second) rather than being dropped.
@@ -106,9 +107,9 @@ fn stopped() -> io::Error {
 
 /// How long the thread rests after emptying its queue. While it rests it
 /// is not waiting on the channel, so a sender's `send` is a push and wakes
-/// nobody: with a thousand live calls queueing two writes a second each,
-/// waking the thread for every one cost more than the writes. A close
-/// waits this long at most.
+/// nobody: with a thousand live calls queueing their writes, waking the
+/// thread for every one cost a third of what the writes did. A close waits
+/// this long at most.
 const REST: Duration = Duration::from_millis(50);
 
 fn run(jobs: mpsc::Receiver<Job>) {
