@@ -222,8 +222,8 @@ fn measure(args: &RecordingBenchArgs, dir: &Path) -> anyhow::Result<()> {
 
 /// What the media loop pays to record: `live_calls` recordings written as
 /// the loop writes them (a tick of each every 20 ms of audio, a checkpoint
-/// every [`CHECKPOINT_TICKS`]), to files in the data directory's file system, as fast
-/// as the recorder goes. Reported per second of call.
+/// every [`CHECKPOINT_TICKS`]), to files in the data directory's file
+/// system, as fast as the recorder goes. Reported per second of call.
 fn live_recording(args: &RecordingBenchArgs, dir: &Path) -> anyhow::Result<()> {
     let live = dir.join("live");
     std::fs::create_dir_all(&live)?;

@@ -57,12 +57,11 @@ pub struct SipBenchArgs {
 /// CPU time (user + system) of a process, from /proc.
 pub(crate) fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // USER_HZ is 100 on Linux.
-    Ok(stat_ticks(&stat) / 100.0)
+    Ok(stat_cpu_seconds(&stat))
 }
 
-/// User + system clock ticks in a `/proc/.../stat` line.
-fn stat_ticks(stat: &str) -> f64 {
+/// User + system CPU seconds in a `/proc/.../stat` line.
+fn stat_cpu_seconds(stat: &str) -> f64 {
     // Fields after the command name (which may hold spaces) start after ')'.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -72,14 +71,15 @@ fn stat_ticks(stat: &str) -> f64 {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    field(11) + field(12)
+    // Clock ticks; USER_HZ is 100 on Linux.
+    (field(11) + field(12)) / 100.0
 }
 
 /// CPU seconds of this process's threads, summed by thread name with a
 /// trailing number dropped (`media-0`, `media-1` → `media`), so a window's
 /// CPU can be told apart: media threads, the recording writer, the tokio
 /// workers, SQLite's.
-pub(crate) fn thread_cpu_seconds() -> std::collections::BTreeMap<String, f64> {
+fn thread_cpu_seconds() -> std::collections::BTreeMap<String, f64> {
     let mut by_name = std::collections::BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return by_name;
@@ -98,7 +98,7 @@ pub(crate) fn thread_cpu_seconds() -> std::collections::BTreeMap<String, f64> {
             .trim_end_matches(|c: char| c.is_ascii_digit())
             .trim_end_matches('-')
             .to_string();
-        *by_name.entry(name).or_insert(0.0) += stat_ticks(&stat) / 100.0;
+        *by_name.entry(name).or_insert(0.0) += stat_cpu_seconds(&stat);
     }
     by_name
 }
