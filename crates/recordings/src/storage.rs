@@ -52,7 +52,13 @@ impl ObjectStorage {
     pub fn open(config: &StorageConfig) -> anyhow::Result<Self> {
         match config {
             StorageConfig::Local { root } => {
-                std::fs::create_dir_all(root)
+                // Recordings are for this user only (files inside take the
+                // server's umask, 077 in the binary).
+                let mut dir = std::fs::DirBuilder::new();
+                dir.recursive(true);
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+                dir.create(root)
                     .map_err(|e| anyhow::anyhow!("recording storage {}: {e}", root.display()))?;
                 let fs = LocalFileSystem::new_with_prefix(root)?.with_automatic_cleanup(true);
                 Ok(Self {

@@ -42,6 +42,7 @@ pub async fn open_store(config: &Config, as_server: bool) -> anyhow::Result<Stor
     let options = StoreOptions {
         max_connections: config.database_max_connections,
         own_sqlite_file: as_server,
+        secrets: Some(Arc::new(bootstrap::secrets_keys(config)?)),
         ..Default::default()
     };
     let store = Store::connect(&config.database_url, &options).await?;
@@ -121,9 +122,16 @@ impl RunningServer {
     }
 
     pub async fn start_with(config: &Config, options: StartOptions) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        crate::private_files::private_dir(&config.data_dir)?;
         let webhook_destinations = Arc::new(config.webhook_destinations()?);
         let store = open_store(config, true).await?;
+        let resealed = store.reseal_secrets().await?;
+        if resealed > 0 {
+            tracing::info!(
+                resealed,
+                "stored secrets sealed with the current secrets_key"
+            );
+        }
         let secret = bootstrap::jwt_secret(config)?;
         let auth = Arc::new(AuthService::new(
             store.clone(),

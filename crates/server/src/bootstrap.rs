@@ -17,6 +17,7 @@ pub const OWNER_EMAIL: &str = "admin@localhost.localdomain";
 pub const CREDENTIALS_FILE: &str = "initial-credentials.txt";
 const JWT_SECRET_FILE: &str = "jwt.secret";
 const RECORDING_URL_SECRET_FILE: &str = "recording-url.secret";
+pub const SECRETS_KEY_FILE: &str = "secrets.key";
 
 #[derive(Debug, Clone)]
 pub struct InitialCredentials {
@@ -65,6 +66,31 @@ pub fn recording_url_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
         "recording_url_secret",
         RECORDING_URL_SECRET_FILE,
     )
+}
+
+/// The keys that seal trunk passwords and webhook secrets in the database:
+/// `secrets_key`, or one generated into `data_dir/secrets.key` at first
+/// start, plus `secrets_key_previous` (keys being rotated out, which still
+/// open what they sealed until the start's reseal has rewritten it).
+pub fn secrets_keys(config: &Config) -> anyhow::Result<switchyard_store::SecretKeys> {
+    let current = secret(
+        config,
+        config.secrets_key.as_deref(),
+        "secrets_key",
+        SECRETS_KEY_FILE,
+    )?;
+    if let Some(short) = config.secrets_key_previous.iter().find(|k| k.len() < 32) {
+        anyhow::bail!(
+            "configuration: every secrets_key_previous must be at least 32 characters (one has {})",
+            short.len()
+        );
+    }
+    let previous: Vec<&[u8]> = config
+        .secrets_key_previous
+        .iter()
+        .map(|k| k.as_bytes())
+        .collect();
+    Ok(switchyard_store::SecretKeys::new(&current, &previous))
 }
 
 /// A configured secret (at least 32 characters), or the one in `file`

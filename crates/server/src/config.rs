@@ -74,6 +74,14 @@ pub struct Config {
     /// Key of the signed URLs (≥ 32 characters, the same on every server);
     /// generated into `data_dir` when absent.
     pub recording_url_secret: Option<String>,
+    /// The key that seals trunk passwords and webhook signing secrets in
+    /// the database (≥ 32 characters, the same on every server of one
+    /// database); generated into `data_dir/secrets.key` when absent.
+    pub secrets_key: Option<String>,
+    /// Keys being rotated out: they still open what they sealed; each
+    /// start seals such values again with `secrets_key`.
+    #[serde(deserialize_with = "string_or_list")]
+    pub secrets_key_previous: Vec<String>,
     /// Recordings encoded at once (0: this process encodes none).
     pub recording_workers: usize,
     /// Days an organization keeps recordings unless it sets its own.
@@ -176,6 +184,8 @@ const ENV_KEYS: &[&str] = &[
     "recording_url_mode",
     "recording_url_ttl_seconds",
     "recording_url_secret",
+    "secrets_key",
+    "secrets_key_previous",
     "recording_workers",
     "recording_retention_days",
     "recording_retention_sweep_seconds",
@@ -229,6 +239,8 @@ impl Default for Config {
             recording_url_mode: "signed".into(),
             recording_url_ttl_seconds: 3600,
             recording_url_secret: None,
+            secrets_key: None,
+            secrets_key_previous: Vec::new(),
             // Half the cores: encoding must leave room for live calls.
             recording_workers: std::thread::available_parallelism()
                 .map(|n| (n.get() / 2).max(1))

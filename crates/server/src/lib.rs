@@ -8,3 +8,4 @@ pub mod bench_sip;
 pub mod bench_webhooks;
 pub mod bootstrap;
 pub mod config;
+pub mod private_files;

@@ -231,6 +231,7 @@ async fn admin(config: &Config, cmd: Admin) -> anyhow::Result<()> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    switchyard::private_files::restrict_umask();
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
     init_tracing(&config);
@@ -259,7 +260,7 @@ async fn main() -> anyhow::Result<()> {
             switchyard::bench_webhooks::run_webhooks(&config, args).await?
         }
         Command::Admin(cmd) => {
-            std::fs::create_dir_all(&config.data_dir)?;
+            switchyard::private_files::private_dir(&config.data_dir)?;
             admin(&config, cmd).await?
         }
     }

@@ -14,7 +14,7 @@ use common::webhooks::Receiver;
 use common::{PgDatabase, TempDir, eventually};
 use serde_json::json;
 use switchyard_domain::{CallDirection, CallStatus, EventType};
-use switchyard_store::{NewCall, NewWebhookEndpoint, Store, StoreOptions};
+use switchyard_store::{NewCall, NewWebhookEndpoint, SecretKeys, Store, StoreOptions};
 
 const ENDPOINTS: usize = 10;
 const CALLS: usize = 100;
@@ -28,6 +28,8 @@ impl Drop for Process {
     }
 }
 
+const SECRETS_KEY: &str = "secrets-key-secrets-key-secrets-key-00";
+
 fn spawn_server(db_url: &str, dir: &TempDir) -> Process {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
         .arg("serve")
@@ -39,6 +41,8 @@ fn spawn_server(db_url: &str, dir: &TempDir) -> Process {
             "SWITCHYARD_JWT_SECRET",
             "test-secret-test-secret-test-secret-000",
         )
+        // Every process of one database seals and opens secrets with one key.
+        .env("SWITCHYARD_SECRETS_KEY", SECRETS_KEY)
         .env("SWITCHYARD_WEBHOOK_ALLOW_DESTINATIONS", "127.0.0.0/8")
         .env("SWITCHYARD_WEBHOOK_POLL_INTERVAL_MS", "10")
         // Few slots each, so that both processes have claims to race for.
@@ -73,7 +77,14 @@ async fn two_processes_send_each_attempt_once() {
     let (dir_a, dir_b) = (TempDir::new(), TempDir::new());
     let a = spawn_server(&db.url, &dir_a);
     let b = spawn_server(&db.url, &dir_b);
-    let store = Store::connect(&db.url, &StoreOptions::default())
+    let options = StoreOptions {
+        secrets: Some(std::sync::Arc::new(SecretKeys::new(
+            SECRETS_KEY.as_bytes(),
+            &[],
+        ))),
+        ..Default::default()
+    };
+    let store = Store::connect(&db.url, &options)
         .await
         .expect("connect");
     let org = store

@@ -34,11 +34,11 @@ impl CallCache {
     pub(crate) fn own(db_path: &Path) -> std::io::Result<Self> {
         let mut lock_path = db_path.as_os_str().to_owned();
         lock_path.push(".lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)?;
+        let mut options = File::options();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&lock_path)?;
         file.try_lock().map_err(|_| {
             std::io::Error::other(format!(
                 "another Switchyard server is using the SQLite database {} (lock {}); run one server per SQLite file, \

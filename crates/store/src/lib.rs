@@ -21,6 +21,7 @@ mod events;
 mod loads;
 mod orgs;
 mod recordings;
+mod sealed;
 mod telephony;
 mod webhooks;
 
@@ -32,6 +33,7 @@ pub use calls::{
 pub use events::{NewEvent, StoredEvent};
 pub use loads::UpsertOutcome;
 pub use orgs::{NewUser, UserAuthRow};
+pub use sealed::{SealError, SecretKeys};
 pub use recordings::{CompletedRecording, DueRecording, StoredRecording};
 pub use telephony::{
     InboundRoute, NewPhoneNumber, NewSipTrunk, PhoneNumberPatch, SipTrunkPatch, TrunkRoute,
@@ -53,6 +55,8 @@ pub enum StoreError {
     Stale,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Sealed(#[from] SealError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -82,6 +86,8 @@ pub struct Store {
     sqlite_writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// SQLite only, when this process owns the file (see `call_cache`).
     call_cache: Option<std::sync::Arc<call_cache::CallCache>>,
+    /// Seals and opens trunk passwords and webhook secrets (see `sealed`).
+    secrets: Option<std::sync::Arc<SecretKeys>>,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool; the body is compiled
@@ -172,6 +178,10 @@ pub struct StoreOptions {
     /// SQLite: take the file's owner lock and cache calls in memory. For the
     /// server process; tools that run beside it (admin) leave it off.
     pub own_sqlite_file: bool,
+    /// The keys of secrets at rest. Without them the store still works,
+    /// but writing a trunk password or a webhook secret fails
+    /// ([`SealError::NoKey`]), as does reading a sealed one.
+    pub secrets: Option<std::sync::Arc<SecretKeys>>,
 }
 
 impl Default for StoreOptions {
@@ -180,6 +190,7 @@ impl Default for StoreOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
             own_sqlite_file: false,
+            secrets: None,
         }
     }
 }
@@ -198,6 +209,7 @@ impl Store {
                 db: Db::Postgres(pool),
                 sqlite_writer: Default::default(),
                 call_cache: None,
+                secrets: options.secrets.clone(),
             });
         }
         let path_part = url
@@ -210,7 +222,13 @@ impl Store {
             && let Some(dir) = std::path::Path::new(file).parent()
             && !dir.as_os_str().is_empty()
         {
-            std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+            private_dir(dir).map_err(sqlx::Error::Io)?;
+        }
+        if !file.is_empty() && file != ":memory:" {
+            // Made here, for its user only, before SQLite creates it (0644
+            // under the usual umask): its WAL and shared-memory files take
+            // the database file's permissions.
+            create_private_file(std::path::Path::new(file)).map_err(sqlx::Error::Io)?;
         }
         // Owning the file first: a second server must fail before it touches anything.
         let call_cache = if options.own_sqlite_file && !file.is_empty() && file != ":memory:" {
@@ -237,6 +255,7 @@ impl Store {
             db: Db::Sqlite(pool),
             sqlite_writer: Default::default(),
             call_cache,
+            secrets: options.secrets.clone(),
         })
     }
 
@@ -288,6 +307,28 @@ pub(crate) fn conflict_on_unique(err: sqlx::Error, what: &str) -> StoreError {
 
 pub(crate) fn parse_uuid(s: &str) -> Result<uuid::Uuid> {
     uuid::Uuid::parse_str(s).map_err(|_| StoreError::Corrupt(format!("bad uuid {s:?}")))
+}
+
+/// Creates `dir` (and parents) as 0700 where it does not exist yet.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates an empty `file` as 0600 unless it exists.
+fn create_private_file(file: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 pub(crate) fn parse_json(s: Option<&str>) -> Result<Option<serde_json::Value>> {

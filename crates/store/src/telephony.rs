@@ -6,6 +6,7 @@ use switchyard_domain::model::{PhoneNumber, SipTrunk};
 use switchyard_domain::timefmt;
 
 use crate::orgs::LOCK_ORGANIZATION;
+use crate::sealed::trunk_row;
 use crate::{
     Backend, Result, Store, StoreError, conflict_on_unique, on_pool, on_writer, parse_json,
     parse_uuid, write_tx,
@@ -33,6 +34,8 @@ struct TrunkRow {
 }
 
 impl TrunkRow {
+    /// The trunk and its password as stored (sealed): callers that need the
+    /// password itself open it ([`Store::open_trunk_password`]).
     fn into_model(self) -> Result<(SipTrunk, Option<String>)> {
         Ok((
             SipTrunk {
@@ -139,6 +142,8 @@ impl Store {
     ) -> Result<SipTrunk> {
         let now = timefmt::now_ms();
         let id = SipTrunkId::new();
+        let password =
+            self.seal_opt_secret(&trunk_row(&id.uuid().to_string()), new.password.as_deref())?;
         let sql = format!(
             "INSERT INTO sip_trunks ({TRUNK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         );
@@ -151,7 +156,7 @@ impl Store {
                 .bind(new.port)
                 .bind(&new.transport)
                 .bind(&new.username)
-                .bind(&new.password)
+                .bind(&password)
                 .bind(&new.realm)
                 .bind(&new.from_domain)
                 .bind(new.max_concurrent_calls)
@@ -174,6 +179,12 @@ impl Store {
         org: OrganizationId,
         id: SipTrunkId,
     ) -> Result<(SipTrunk, Option<String>)> {
+        let (trunk, stored) = self.org_trunk_row(org, id).await?.into_model()?;
+        let password = self.open_trunk_password(&trunk, stored.as_deref())?;
+        Ok((trunk, password))
+    }
+
+    async fn org_trunk_row(&self, org: OrganizationId, id: SipTrunkId) -> Result<TrunkRow> {
         let sql = format!(
             "SELECT {TRUNK_COLUMNS} FROM sip_trunks WHERE organization_id = $1 AND id = $2"
         );
@@ -184,7 +195,12 @@ impl Store {
                 .fetch_optional(pool)
                 .await?
         });
-        row.ok_or(StoreError::NotFound)?.into_model()
+        row.ok_or(StoreError::NotFound)
+    }
+
+    /// A trunk's password, opened from what the row holds.
+    fn open_trunk_password(&self, trunk: &SipTrunk, stored: Option<&str>) -> Result<Option<String>> {
+        self.open_opt_secret(&trunk_row(&trunk.id.uuid().to_string()), stored)
     }
 
     pub async fn find_sip_trunk_by_name(
@@ -225,7 +241,12 @@ impl Store {
         id: SipTrunkId,
         patch: SipTrunkPatch,
     ) -> Result<SipTrunk> {
-        let (current, password) = self.get_sip_trunk_with_secret(org, id).await?;
+        // The stored (sealed) password stays as it is unless the patch sets one.
+        let (current, stored_password) = self.org_trunk_row(org, id).await?.into_model()?;
+        let password = match patch.password {
+            Some(new) => self.seal_opt_secret(&trunk_row(&id.uuid().to_string()), new.as_deref())?,
+            None => stored_password,
+        };
         let sql = "UPDATE sip_trunks SET name = $1, host = $2, port = $3, transport = $4, username = $5, password = $6, \
                    realm = $7, from_domain = $8, max_concurrent_calls = $9, updated_at = $10 \
                    WHERE organization_id = $11 AND id = $12";
@@ -236,7 +257,7 @@ impl Store {
                 .bind(patch.port.unwrap_or(current.port))
                 .bind(patch.transport.unwrap_or(current.transport))
                 .bind(patch.username.unwrap_or(current.username))
-                .bind(patch.password.unwrap_or(password))
+                .bind(password)
                 .bind(patch.realm.unwrap_or(current.realm))
                 .bind(patch.from_domain.unwrap_or(current.from_domain))
                 .bind(
@@ -518,7 +539,9 @@ impl Store {
     /// A trunk with its password, by id alone: for the engine, which acts
     /// for every organization.
     pub async fn sip_trunk_for_engine(&self, id: SipTrunkId) -> Result<(SipTrunk, Option<String>)> {
-        self.trunk_row(id).await?.into_model()
+        let (trunk, stored) = self.trunk_row(id).await?.into_model()?;
+        let password = self.open_trunk_password(&trunk, stored.as_deref())?;
+        Ok((trunk, password))
     }
 
     async fn trunk_row(&self, id: SipTrunkId) -> Result<TrunkRow> {

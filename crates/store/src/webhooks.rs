@@ -32,6 +32,7 @@ use switchyard_domain::webhook::{
     AttemptStatus, EndpointStatus, WebhookAttempt, WebhookEndpoint, WebhookMessageStatus,
 };
 
+use crate::sealed::endpoint_row;
 use crate::calls::Sql;
 use crate::{
     Backend, Bind, Page, Result, Store, StoreError, bind_all, on_pool, on_writer, parse_uuid,
@@ -431,6 +432,7 @@ impl Store {
         let now = timefmt::now_ms();
         let id = EndpointId::new();
         let headers = headers_json(&new.headers)?;
+        let secret = self.seal_secret(&endpoint_row(&id.uuid().to_string()), &new.signing_secret)?;
         let sql = format!(
             "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, 'ACTIVE', NULL, $7, NULL, NULL, NULL, $8, $8)"
@@ -443,7 +445,7 @@ impl Store {
                 .bind(&new.description)
                 .bind(event_types_json(&new.event_types))
                 .bind(&headers)
-                .bind(&new.signing_secret)
+                .bind(&secret)
                 .bind(now)
                 .execute(pool)
                 .await?;
@@ -592,12 +594,13 @@ impl Store {
         now: i64,
         grace_ms: i64,
     ) -> Result<WebhookEndpoint> {
+        let sealed = self.seal_secret(&endpoint_row(&id.uuid().to_string()), new_secret)?;
         let updated = on_writer!(self, |pool| {
             sqlx::query(
                 "UPDATE webhook_endpoints SET previous_signing_secret = signing_secret, signing_secret = $1, \
                  previous_secret_expires_at = $2, updated_at = $3 WHERE organization_id = $4 AND id = $5",
             )
-            .bind(new_secret)
+            .bind(&sealed)
             .bind(now.saturating_add(grace_ms))
             .bind(now)
             .bind(org.uuid().to_string())
@@ -1094,12 +1097,13 @@ impl Store {
         });
         rows.into_iter()
             .map(|r| {
-                let mut secrets = vec![r.signing_secret];
+                let row = endpoint_row(&r.endpoint_id);
+                let mut secrets = vec![self.open_secret(&row, &r.signing_secret)?];
                 if let (Some(previous), Some(until)) =
                     (r.previous_signing_secret, r.previous_secret_expires_at)
                     && now < until
                 {
-                    secrets.push(previous);
+                    secrets.push(self.open_secret(&row, &previous)?);
                 }
                 Ok(ClaimedAttempt {
                     attempt_id: AttemptId::from_uuid(parse_uuid(&r.id)?),

@@ -414,7 +414,7 @@ fn start_media(
             .cfg
             .recordings_dir
             .join(format!("{}.wav", call.id.uuid()));
-        match File::create(&path)
+        match private_file(&path)
             .and_then(|f| engine.media.recording_file(f))
             .map_err(|e| e.to_string())
             .and_then(|f| {
@@ -451,6 +451,17 @@ fn start_media(
         params,
         recording,
     }
+}
+
+/// A new live recording, readable by this user only.
+fn private_file(path: &std::path::Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
 }
 
 fn leg_params(agreed: &Negotiated) -> LegParams {

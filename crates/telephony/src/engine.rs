@@ -193,7 +193,11 @@ impl Engine {
         let incoming = endpoint.incoming_transactions()?;
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         let ports = RtpPorts::new(cfg.rtp_bind_ip, cfg.rtp_port_first, cfg.rtp_port_last);
-        std::fs::create_dir_all(&cfg.recordings_dir)?;
+        // Live recordings are the calls' audio: for this user only.
+        let mut recordings_dir = std::fs::DirBuilder::new();
+        recordings_dir.recursive(true);
+        std::os::unix::fs::DirBuilderExt::mode(&mut recordings_dir, 0o700);
+        recordings_dir.create(&cfg.recordings_dir)?;
         let media = MediaReactor::start(cfg.media_threads)?;
         let inner = Arc::new(Inner {
             cfg,
