@@ -740,6 +740,37 @@ async fn a_held_attempt_nothing_holds_is_freed_by_the_sweep() {
     srv.stop().await;
 }
 
+/// A call's event is sent as soon as it is written, not at the worker's
+/// next poll (here ten minutes away): the write wakes the worker.
+async fn sent_without_waiting_for_the_poll(backend: Backend) {
+    let Some(receiver) = Receiver::start() else {
+        return;
+    };
+    let Some(srv) = TestServer::start_with(backend, |c| {
+        c.webhook_poll_interval_ms = 600_000;
+    })
+    .await
+    else {
+        return;
+    };
+    srv.with_route().await;
+    endpoint_at(&srv, &receiver, "prompt", &["call.created"]).await;
+    make_call(&srv).await;
+    let got = receiver.wait_for("prompt", 1, WAIT).await;
+    assert_eq!(got[0]["verified"]["current"], true);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_is_sent_when_written_not_at_the_next_poll_on_sqlite() {
+    sent_without_waiting_for_the_poll(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_is_sent_when_written_not_at_the_next_poll_on_postgres() {
+    sent_without_waiting_for_the_poll(Backend::Postgres).await;
+}
+
 /// A redirect is a failure, not followed; a long answer is read only so far
 /// and kept as a 1 KiB excerpt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,9 @@ mod orgs;
 mod recordings;
 mod sealed;
 mod telephony;
+mod wal;
 mod webhooks;
+mod writer;
 
 pub use api_keys::{ApiKeyAuthRow, NewApiKey};
 pub use calls::{
@@ -33,8 +35,8 @@ pub use calls::{
 pub use events::{NewEvent, StoredEvent};
 pub use loads::UpsertOutcome;
 pub use orgs::{NewUser, UserAuthRow};
-pub use sealed::{SealError, SecretKeys};
 pub use recordings::{CompletedRecording, DueRecording, StoredRecording};
+pub use sealed::{SealError, SecretKeys};
 pub use telephony::{
     InboundRoute, NewPhoneNumber, NewSipTrunk, PhoneNumberPatch, SipTrunkPatch, TrunkRoute,
 };
@@ -83,11 +85,15 @@ pub struct Store {
     db: Db,
     /// SQLite has one writer at a time. Queuing writers here, in order,
     /// avoids SQLite's busy handler, whose sleeps make long latency tails.
-    sqlite_writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    sqlite_writer: std::sync::Arc<writer::SqliteWriter>,
     /// SQLite only, when this process owns the file (see `call_cache`).
     call_cache: Option<std::sync::Arc<call_cache::CallCache>>,
     /// Seals and opens trunk passwords and webhook secrets (see `sealed`).
     secrets: Option<std::sync::Arc<SecretKeys>>,
+    /// Notified after every write this process commits (see [`Store::written`]).
+    written: std::sync::Arc<tokio::sync::Notify>,
+    /// SQLite files: checkpoints the WAL while any clone of the store lives.
+    _checkpointer: Option<std::sync::Arc<wal::Checkpointer>>,
 }
 
 /// Runs `$body` with `$pool` bound to the concrete pool; the body is compiled
@@ -108,12 +114,19 @@ macro_rules! on_writer {
     ($store:expr, |$pool:ident| $body:expr) => {
         match &$store.db {
             $crate::Db::Sqlite($pool) => {
-                let _writer = $store.sqlite_writer.lock().await;
+                let _writer = $store
+                    .sqlite_writer
+                    .turn(concat!(module_path!(), ":", line!()))
+                    .await;
                 let result = $body;
                 $store.after_write();
                 result
             }
-            $crate::Db::Postgres($pool) => $body,
+            $crate::Db::Postgres($pool) => {
+                let result = $body;
+                $store.written.notify_one();
+                result
+            }
         }
     };
 }
@@ -125,7 +138,10 @@ macro_rules! write_tx {
     ($store:expr, |$tx:ident| $body:expr) => {
         match &$store.db {
             $crate::Db::Sqlite(pool) => {
-                let _writer = $store.sqlite_writer.lock().await;
+                let _writer = $store
+                    .sqlite_writer
+                    .turn(concat!(module_path!(), ":", line!()))
+                    .await;
                 #[allow(unused_mut)]
                 let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 // An early `return` (error, nothing committed) skips the hook, as it should.
@@ -137,7 +153,10 @@ macro_rules! write_tx {
             $crate::Db::Postgres(pool) => {
                 #[allow(unused_mut)]
                 let mut $tx = pool.begin().await?;
-                $body
+                #[allow(clippy::let_unit_value)]
+                let result = $body;
+                $store.written.notify_one();
+                result
             }
         }
     };
@@ -210,6 +229,8 @@ impl Store {
                 sqlite_writer: Default::default(),
                 call_cache: None,
                 secrets: options.secrets.clone(),
+                written: Default::default(),
+                _checkpointer: None,
             });
         }
         let path_part = url
@@ -244,18 +265,26 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
-            .pragma("cache_size", "-16000");
+            .pragma("cache_size", "-16000")
+            // Commits never checkpoint (see `wal`); the log file is cut back
+            // to this size after each restart.
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("journal_size_limit", "67108864");
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
             .min_connections(1)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await?;
+        let checkpointer = (!file.is_empty() && file != ":memory:")
+            .then(|| std::sync::Arc::new(wal::Checkpointer::start(connect)));
         Ok(Self {
             db: Db::Sqlite(pool),
             sqlite_writer: Default::default(),
             call_cache,
             secrets: options.secrets.clone(),
+            written: Default::default(),
+            _checkpointer: checkpointer,
         })
     }
 
@@ -264,6 +293,15 @@ impl Store {
         if let Some(cache) = &self.call_cache {
             cache.written();
         }
+        self.written.notify_one();
+    }
+
+    /// Wakes a waiter after each write this process commits (one stored
+    /// wake-up if nobody waits yet), so that a worker which polls the
+    /// database (webhook fan-out) can start at once instead of at its next
+    /// poll. Writes by other processes still wait for the poll.
+    pub fn written(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.written.clone()
     }
 
     pub fn backend(&self) -> Backend {

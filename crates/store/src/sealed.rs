@@ -47,9 +47,13 @@ impl std::fmt::Debug for SecretKeys {
 pub enum SealError {
     #[error("no secrets key is configured, so secrets cannot be stored or read")]
     NoKey,
-    #[error("a stored secret was sealed with key {0}, which is not configured (secrets_key / secrets_key_previous)")]
+    #[error(
+        "a stored secret was sealed with key {0}, which is not configured (secrets_key / secrets_key_previous)"
+    )]
     UnknownKey(String),
-    #[error("a stored secret does not open: altered, moved to another row, or sealed with another key of the same id")]
+    #[error(
+        "a stored secret does not open: altered, moved to another row, or sealed with another key of the same id"
+    )]
     Damaged,
 }
 
@@ -191,8 +195,7 @@ impl crate::Store {
     pub async fn reseal_secrets(&self) -> crate::Result<usize> {
         let mut rewritten = 0;
         for (table, column) in SEALED_COLUMNS {
-            let select =
-                format!("SELECT id, {column} FROM {table} WHERE {column} IS NOT NULL");
+            let select = format!("SELECT id, {column} FROM {table} WHERE {column} IS NOT NULL");
             let rows: Vec<(String, String)> = crate::on_pool!(self, |pool| {
                 sqlx::query_as(sqlx::AssertSqlSafe(select.as_str()))
                     .fetch_all(pool)
@@ -258,10 +261,7 @@ mod tests {
     fn another_row_or_an_altered_value_does_not_open() {
         let keys = SecretKeys::new(A, &[]);
         let sealed = keys.seal("sip_trunks:1", "hunter2");
-        assert_eq!(
-            keys.open("sip_trunks:2", &sealed),
-            Err(SealError::Damaged)
-        );
+        assert_eq!(keys.open("sip_trunks:2", &sealed), Err(SealError::Damaged));
         let mut altered = sealed.clone().into_bytes();
         let last = altered.len() - 1;
         altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };

@@ -199,7 +199,11 @@ impl Store {
     }
 
     /// A trunk's password, opened from what the row holds.
-    fn open_trunk_password(&self, trunk: &SipTrunk, stored: Option<&str>) -> Result<Option<String>> {
+    fn open_trunk_password(
+        &self,
+        trunk: &SipTrunk,
+        stored: Option<&str>,
+    ) -> Result<Option<String>> {
         self.open_opt_secret(&trunk_row(&trunk.id.uuid().to_string()), stored)
     }
 
@@ -244,7 +248,9 @@ impl Store {
         // The stored (sealed) password stays as it is unless the patch sets one.
         let (current, stored_password) = self.org_trunk_row(org, id).await?.into_model()?;
         let password = match patch.password {
-            Some(new) => self.seal_opt_secret(&trunk_row(&id.uuid().to_string()), new.as_deref())?,
+            Some(new) => {
+                self.seal_opt_secret(&trunk_row(&id.uuid().to_string()), new.as_deref())?
+            }
             None => stored_password,
         };
         let sql = "UPDATE sip_trunks SET name = $1, host = $2, port = $3, transport = $4, username = $5, password = $6, \

@@ -32,8 +32,8 @@ use switchyard_domain::webhook::{
     AttemptStatus, EndpointStatus, WebhookAttempt, WebhookEndpoint, WebhookMessageStatus,
 };
 
-use crate::sealed::endpoint_row;
 use crate::calls::Sql;
+use crate::sealed::endpoint_row;
 use crate::{
     Backend, Bind, Page, Result, Store, StoreError, bind_all, on_pool, on_writer, parse_uuid,
     write_tx,
@@ -432,7 +432,8 @@ impl Store {
         let now = timefmt::now_ms();
         let id = EndpointId::new();
         let headers = headers_json(&new.headers)?;
-        let secret = self.seal_secret(&endpoint_row(&id.uuid().to_string()), &new.signing_secret)?;
+        let secret =
+            self.seal_secret(&endpoint_row(&id.uuid().to_string()), &new.signing_secret)?;
         let sql = format!(
             "INSERT INTO webhook_endpoints ({ENDPOINT_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, 'ACTIVE', NULL, $7, NULL, NULL, NULL, $8, $8)"

@@ -1,6 +1,8 @@
 //! The delivery loop, one per server process:
 //!
-//! 1. fan out new outbox events into messages and first attempts;
+//! 1. fan out new outbox events into messages and first attempts (woken
+//!    by any write this process commits, or by the poll for other
+//!    processes' writes and for retries that come due);
 //! 2. claim due attempts (PENDING → SENDING, compare-and-set), as many as
 //!    there are free sending slots;
 //! 3. send each in its own task, and hand the outcome to the recorder,
@@ -102,11 +104,15 @@ impl DeliveryWorker {
             tokio::time::interval(this.config.poll_interval.max(Duration::from_millis(1)));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut next_recovery = Instant::now();
+        // A write in this process (a call's event, most often) wakes the loop
+        // at once; the poll is for other processes' writes and retries.
+        let written = this.store.written();
         tracing::info!(worker = %this.config.worker_id, "webhook delivery worker started");
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
                 _ = this.wake.notified() => {}
+                _ = written.notified() => {}
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() { break; }
                 }
