@@ -184,19 +184,35 @@ async fn the_data_directory_is_private_and_secrets_are_sealed() {
         json!({"url": "http://127.0.0.1:9/hook", "event_types": ["call.created"]}),
     )
     .await;
-    let first_secret = endpoint["signing_secret"].as_str().expect("secret").to_owned();
+    let first_secret = endpoint["signing_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
     let rotated = send(
         &http,
         &base,
         &key,
-        &format!("/webhooks/endpoints/{}/rotate-secret", endpoint["id"].as_str().unwrap()),
+        &format!(
+            "/webhooks/endpoints/{}/rotate-secret",
+            endpoint["id"].as_str().unwrap()
+        ),
         json!({}),
     )
     .await;
-    let second_secret = rotated["signing_secret"].as_str().expect("secret").to_owned();
+    let second_secret = rotated["signing_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
 
     // A recorded call: its live WAV, then its stored .m4a files.
-    let call = send(&http, &base, &key, "/calls", json!({"to_number": "+14155552671"})).await;
+    let call = send(
+        &http,
+        &base,
+        &key,
+        "/calls",
+        json!({"to_number": "+14155552671"}),
+    )
+    .await;
     let id = call["id"].as_str().unwrap().to_owned();
     eventually(Duration::from_secs(30), || async {
         let c = get(&http, &base, &key, &format!("/calls/{id}")).await?;
@@ -219,7 +235,9 @@ async fn the_data_directory_is_private_and_secrets_are_sealed() {
     assert_eq!(live_mode, 0o600, "live recording {}", live_wav.display());
     let paths = walk(&data);
     assert!(
-        paths.iter().any(|p| p.extension().is_some_and(|e| e == "m4a")),
+        paths
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "m4a")),
         "stored recordings are under the data directory: {paths:?}"
     );
     for p in &paths {
@@ -233,7 +251,11 @@ async fn the_data_directory_is_private_and_secrets_are_sealed() {
     );
 
     let stored = stored_secrets(&data.join("switchyard.db")).await;
-    assert_eq!(stored.len(), 3, "a password, a signing secret and the one it replaced");
+    assert_eq!(
+        stored.len(),
+        3,
+        "a password, a signing secret and the one it replaced"
+    );
     for s in &stored {
         assert!(s.starts_with("sy-sealed:v1:"), "sealed: {s}");
         for clear in [TRUNK_PASSWORD, &first_secret, &second_secret] {
@@ -273,8 +295,12 @@ async fn key_ids(dir: &Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_rotation_reseals_every_secret_and_a_missing_key_is_named() {
     let dir = TempDir::new();
-    let id_a = SecretKeys::new(KEY_A.as_bytes(), &[]).current_id().to_owned();
-    let id_b = SecretKeys::new(KEY_B.as_bytes(), &[]).current_id().to_owned();
+    let id_a = SecretKeys::new(KEY_A.as_bytes(), &[])
+        .current_id()
+        .to_owned();
+    let id_b = SecretKeys::new(KEY_B.as_bytes(), &[])
+        .current_id()
+        .to_owned();
 
     let server = start(&dir.0, KEY_A, &[]).await.expect("start with key A");
     let initial = server.initial.clone().expect("first run");
@@ -311,7 +337,10 @@ async fn a_key_rotation_reseals_every_secret_and_a_missing_key_is_named() {
             .await
             .unwrap();
     }
-    assert_eq!(key_ids(&dir.0).await, vec!["plain".to_owned(), id_a.clone()]);
+    assert_eq!(
+        key_ids(&dir.0).await,
+        vec!["plain".to_owned(), id_a.clone()]
+    );
 
     // Key A again: the plain value is sealed at start.
     let server = start(&dir.0, KEY_A, &[]).await.expect("restart with key A");

@@ -84,9 +84,7 @@ async fn two_processes_send_each_attempt_once() {
         ))),
         ..Default::default()
     };
-    let store = Store::connect(&db.url, &options)
-        .await
-        .expect("connect");
+    let store = Store::connect(&db.url, &options).await.expect("connect");
     let org = store
         .list_organizations()
         .await
