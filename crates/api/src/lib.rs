@@ -34,6 +34,12 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
 }
 
+/// `GET /`: a browser opening the server lands on the API docs. The
+/// redirect is temporary (307), so that a dashboard can take `/` later.
+async fn root() -> axum::response::Redirect {
+    axum::response::Redirect::temporary("/docs/")
+}
+
 /// The whole application: API routes in both forms, health, metrics, docs.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = routes::api_router().split_for_parts();
@@ -47,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(routes::health::router())
         .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", doc))
+        .route("/", axum::routing::get(root))
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -187,6 +187,51 @@ async fn request_ids_health_metrics_and_docs() {
     srv.stop().await;
 }
 
+/// A browser opening the server's root lands on the API docs (until there
+/// is a dashboard); the redirect is temporary, so a dashboard can take `/`.
+#[tokio::test]
+async fn the_root_sends_a_browser_to_the_api_docs() {
+    let Some(srv) = TestServer::start(Backend::Sqlite).await else {
+        return;
+    };
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for accept in [
+        "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        "*/*",
+    ] {
+        let r = srv
+            .raw(plain.get(format!("{}/", srv.base)).header("Accept", accept))
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::TEMPORARY_REDIRECT,
+            "{accept}: {}",
+            r.text
+        );
+        assert_eq!(r.header("location"), Some("/docs/"), "{accept}");
+        assert!(r.header("x-request-id").is_some());
+    }
+    let head = srv.raw(plain.head(format!("{}/", srv.base))).await;
+    assert_eq!(head.status, StatusCode::TEMPORARY_REDIRECT);
+    // Followed, it is the Swagger UI page.
+    let page = srv.raw(srv.http.get(format!("{}/", srv.base))).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text.to_lowercase().contains("swagger"),
+        "{}",
+        page.text
+    );
+    // Other methods on / are the envelope's 405.
+    let r = srv
+        .raw(plain.post(format!("{}/", srv.base)).body("{}"))
+        .await;
+    r.assert_error(405, "method_not_allowed");
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn every_response_carries_a_request_id() {
     let Some(srv) = TestServer::start_with(Backend::Sqlite, |c| {

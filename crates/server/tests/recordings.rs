@@ -492,6 +492,37 @@ async fn a_recording_still_processing_cannot_be_deleted_yet() {
     srv.stop().await;
 }
 
+/// A recording still PROCESSING is a 404 with the envelope, as before, and
+/// says when to ask again; one that will never come (no recording, FAILED,
+/// DELETED) does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_still_processing_says_when_to_retry() {
+    let Some(srv) = TestServer::start_with(Backend::Sqlite, |c| c.recording_workers = 0).await
+    else {
+        return;
+    };
+    let id = recorded_call(&srv, 1.0).await;
+    let r = srv.get(&format!("/calls/{id}/recording")).await;
+    r.assert_error(404, "not_found");
+    assert!(r.text.contains("PROCESSING"), "{}", r.text);
+    let retry: u64 = r
+        .header("retry-after")
+        .unwrap_or_else(|| panic!("Retry-After on PROCESSING: {:?}", r.headers))
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    let never = srv.create_call(json!({"to_number": "+14155552671"})).await;
+    let r = srv
+        .get(&format!(
+            "/calls/{}/recording",
+            never["id"].as_str().unwrap()
+        ))
+        .await;
+    r.assert_error(404, "not_found");
+    assert!(r.header("retry-after").is_none(), "{:?}", r.headers);
+    srv.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unusable_recording_fails_with_its_reason_and_event() {
     let Some(srv) = TestServer::start(Backend::Sqlite).await else {

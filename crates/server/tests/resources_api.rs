@@ -267,17 +267,22 @@ both_backends! {
             "inbound_agent": {"instructions": "Greet the caller."}})).await;
         assert_eq!(second.body["is_default_outbound"], false);
         assert_eq!(second.body["inbound_agent"]["instructions"], "Greet the caller.");
-        let r = srv.post("/phone-numbers", json!({"number": "+15550003001", "sip_trunk_id": trunk, "is_default_outbound": true})).await;
-        assert_eq!(r.assert_error(409, "already_exists").as_deref(), Some("number"));
+        // A number in use cannot be added again; the answer is the same
+        // 422 whoever holds it (below: another organization).
+        let ours_again = srv.post("/phone-numbers", json!({"number": "+15550003001", "sip_trunk_id": trunk, "is_default_outbound": true})).await;
+        assert_eq!(ours_again.assert_error(422, "validation_error").as_deref(), Some("number"));
         let first_id = first.body["id"].as_str().unwrap().to_owned();
         assert_eq!(srv.get(&format!("/phone-numbers/{first_id}")).await.body["is_default_outbound"], true,
             "a refused create leaves the default alone");
         // Numbers are unique across organizations (inbound calls are routed by number).
         let elsewhere = srv.new_org("Elsewhere").await;
         let their_trunk = srv.call_as(&Cred::Key(elsewhere.key.clone()), Method::POST, "/sip-trunks", Some(json!({"name": "t", "host": "h"}))).await;
-        srv.call_as(&Cred::Key(elsewhere.key.clone()), Method::POST, "/phone-numbers",
-            Some(json!({"number": "+15550003000", "sip_trunk_id": their_trunk.body["id"]}))).await
-            .assert_error(409, "already_exists");
+        let taken = srv.call_as(&Cred::Key(elsewhere.key.clone()), Method::POST, "/phone-numbers",
+            Some(json!({"number": "+15550003001", "sip_trunk_id": their_trunk.body["id"]}))).await;
+        assert_eq!(taken.assert_error(422, "validation_error").as_deref(), Some("number"));
+        assert_eq!((taken.status, &taken.body), (ours_again.status, &ours_again.body),
+            "another organization's number is refused as our own duplicate is: nothing says who holds it");
+        assert!(!taken.text.contains("exist"), "{}", taken.text);
         let theirs = srv.call_as(&Cred::Key(elsewhere.key.clone()), Method::POST, "/phone-numbers",
             Some(json!({"number": "+15550003999", "sip_trunk_id": their_trunk.body["id"]}))).await;
         assert_eq!(theirs.body["is_default_outbound"], true, "their first number is their default");

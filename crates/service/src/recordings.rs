@@ -180,6 +180,14 @@ pub struct DeleteRecordingResponse {
     pub recording_status: RecordingStatus,
 }
 
+/// `Retry-After` (seconds) for a recording still PROCESSING: the worker
+/// encodes about 500 s of call per second of CPU, so 2 s plus one per 100 s
+/// of call, at most 60 (a busy worker makes the client ask once more).
+pub fn processing_retry_after(duration_seconds: Option<f64>) -> u64 {
+    let call = duration_seconds.unwrap_or(0.0).max(0.0);
+    (2.0 + (call / 100.0).ceil()).min(60.0) as u64
+}
+
 fn parse_channel(value: Option<&str>) -> Result<RecordingChannel> {
     match value {
         None => Ok(RecordingChannel::Stereo),
@@ -292,6 +300,11 @@ impl Services {
                     .ok()
                     .and_then(|r| r.failure_reason);
                 return Err(unavailable("FAILED", why.as_deref()));
+            }
+            Some(RecordingStatus::Processing) => {
+                let mut e = unavailable("PROCESSING", None);
+                e.retry_after = Some(processing_retry_after(call.duration_seconds));
+                return Err(e);
             }
             Some(other) => return Err(unavailable(other.as_str(), None)),
             None => return Err(unavailable("null", None)),
@@ -624,6 +637,15 @@ mod tests {
         assert!(etag_matches("*", "\"b\""));
         assert!(etag_matches("W/\"b\"", "\"b\""));
         assert!(!etag_matches("\"a\"", "\"b\""));
+    }
+
+    #[test]
+    fn processing_retry_after_grows_with_the_call_and_is_bounded() {
+        assert_eq!(processing_retry_after(None), 2);
+        assert_eq!(processing_retry_after(Some(1.0)), 3);
+        assert_eq!(processing_retry_after(Some(3600.0)), 38);
+        assert_eq!(processing_retry_after(Some(1e9)), 60);
+        assert_eq!(processing_retry_after(Some(-5.0)), 2);
     }
 
     #[test]

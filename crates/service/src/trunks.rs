@@ -119,6 +119,12 @@ fn max_calls(value: Option<i64>) -> Result<Option<i64>> {
         .transpose()
 }
 
+/// A well-formed number that cannot be added here: it is in use, by this
+/// organization or any other (the answer does not say which).
+pub fn number_unavailable() -> Error {
+    Error::validation("number", "is not available (it may already be in use)")
+}
+
 impl Services {
     pub async fn create_sip_trunk(
         &self,
@@ -242,7 +248,14 @@ impl Services {
         self.store
             .create_phone_number(who.organization_id, new)
             .await
-            .map_err(|e| Error::from_store(e, "Phone number").with_param("number"))
+            .map_err(|e| match e {
+                // Numbers are unique across organizations (inbound calls are
+                // routed by number). Whoever holds it, this organization or
+                // another, the answer is the same, so that it never confirms
+                // that another tenant owns a number.
+                switchyard_store::StoreError::Conflict(_) => number_unavailable(),
+                other => Error::from_store(other, "Phone number").with_param("number"),
+            })
     }
 
     pub async fn list_phone_numbers(&self, who: &Principal) -> Result<Vec<PhoneNumber>> {

@@ -27,7 +27,10 @@ pub struct RecordingQuery {
 }
 
 /// Get call recording: a time-limited URL that plays the recording
-/// (audio/mp4, AAC-LC) in a browser, with its duration and size.
+/// (audio/mp4, AAC-LC) in a browser, with its duration and size. Without
+/// an AVAILABLE recording the answer is 404 `not_found` naming the
+/// `recording_status`; while it is PROCESSING, `Retry-After` says in how
+/// many seconds to ask again.
 #[utoipa::path(get, path = "/calls/{call_id}/recording", tag = "Calls",
     params(("call_id" = String, Path, description = "call_… or a bare UUID"), RecordingQuery),
     security(("api_key" = []), ("bearer" = [])),
