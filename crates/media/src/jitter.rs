@@ -91,6 +91,23 @@ impl JitterBuffer {
         }
     }
 
+    /// Forgets the stream (a new source or SSRC took over: its timestamps
+    /// have nothing to do with the old ones) and starts over, prefilling;
+    /// the counters carry on.
+    pub fn restart(&mut self) {
+        let stats = self.stats;
+        *self = Self::new(
+            self.frame_samples,
+            self.clock_rate,
+            self.min_frames,
+            self.max_frames,
+        );
+        self.stats = JitterStats {
+            target_frames: self.min_frames,
+            ..stats
+        };
+    }
+
     pub fn stats(&self) -> JitterStats {
         JitterStats {
             jitter: (self.jitter_q4 >> 4) as u32,
@@ -434,5 +451,27 @@ mod tests {
         assert_eq!(jb.pop().0, FrameKind::Silence, "prefilling to 2 frames");
         jb.push(20, N, frame(1));
         assert_eq!(jb.pop(), (FrameKind::Received, frame(0)));
+    }
+
+    #[test]
+    fn a_restart_plays_a_new_stream_whatever_its_timestamps() {
+        let mut jb = JitterBuffer::new(N, 8000, 2, 5);
+        for i in 0..20u32 {
+            jb.push(i as u64 * 20, 1_000_000 + i * N, frame(i));
+            jb.pop();
+        }
+        // A new stream whose timestamps are behind the old one's: without
+        // a restart every frame of it is late.
+        jb.restart();
+        let mut played = Vec::new();
+        for i in 0..20u32 {
+            jb.push(400 + i as u64 * 20, 5 + i * N, frame(500 + i));
+            if let (FrameKind::Received, pcm) = jb.pop() {
+                played.push(pcm[0]);
+            }
+        }
+        assert_eq!(played.len(), 19, "{:?}", jb.stats());
+        assert_eq!(played[0], frame(500)[0]);
+        assert_eq!(jb.stats().received, 40, "the counters carry on");
     }
 }

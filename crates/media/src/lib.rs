@@ -7,6 +7,8 @@
 //!   a sender that keeps sequence numbers, timestamps and the SSRC.
 //! - [`dtmf`]: RFC 4733 telephone-events, sending and receiving.
 //! - [`jitter`]: an adaptive jitter buffer with loss concealment.
+//! - [`latch`]: which source the far end's media is taken from (the SDP
+//!   address, or another by the strict-RTP rule: no hijacking).
 //! - [`rtcp`]: reception statistics, sender and receiver reports.
 //! - [`recorder`]: the live stereo WAV recording of a call.
 //! - [`m4a`]: that WAV turned into the `audio/mp4` (AAC-LC) files people play.
@@ -15,6 +17,7 @@
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+pub mod latch;
 pub mod m4a;
 pub mod recorder;
 pub mod rtcp;

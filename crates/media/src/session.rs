@@ -3,9 +3,10 @@
 //! RTP datagrams out. The telephony engine's I/O loop owns the sockets and
 //! the clock and calls into this once per datagram and once per tick.
 //!
-//! Symmetric RTP (RFC 4961, "comedia"): the first acceptable packet latches
-//! the far end's address, whatever the SDP said, so calls through NAT work;
-//! packets from anywhere else after that are counted and dropped.
+//! Where the far end's media is taken from is [`crate::latch`]'s: the SDP
+//! address at once, another (a far end behind NAT) only by the strict-RTP
+//! rule; our RTP goes where the latch points (symmetric RTP, RFC 4961), and
+//! packets from anywhere else are counted and dropped.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::net::SocketAddr;
 use crate::dtmf::{Digit, DtmfReceiver, EventPacket, digit_packets};
 use crate::g711::G711;
 use crate::jitter::{FrameKind, JitterBuffer};
+use crate::latch::{SourceLatch, Verdict};
 use crate::rtcp::{self, ReceptionStats, RtcpPacket};
 use crate::rtp::{self, RtpError, RtpSender};
 
@@ -50,8 +52,11 @@ pub struct LegStats {
     pub frames_late: u64,
     /// Datagrams that were not RTP, or carried a payload type we did not agree.
     pub packets_malformed: u64,
-    /// Packets from an address other than the latched one.
+    /// RTP packets from an address other than the latched one, and RTCP
+    /// from another host.
     pub packets_foreign: u64,
+    /// Times the far end's source was latched (the first included).
+    pub latches: u64,
     pub digits_received: u64,
     /// Round trip from the far end's RTCP reports, in milliseconds.
     pub round_trip_ms: Option<f64>,
@@ -65,9 +70,8 @@ pub struct LegMedia {
     reframer: Reframer,
     dtmf_in: DtmfReceiver,
     reception: ReceptionStats,
-    remote_rtp: SocketAddr,
+    latch: SourceLatch,
     remote_rtcp: SocketAddr,
-    latched: bool,
     last_packet_ms: Option<u64>,
     last_event_ms: u64,
     digits: VecDeque<Digit>,
@@ -92,9 +96,8 @@ impl LegMedia {
             reframer: Reframer::default(),
             dtmf_in: DtmfReceiver::new(),
             reception: ReceptionStats::new(),
-            remote_rtp: params.remote,
+            latch: SourceLatch::new(params.remote),
             remote_rtcp: rtcp_address(params.remote),
-            latched: false,
             last_packet_ms: None,
             last_event_ms: 0,
             digits: VecDeque::new(),
@@ -110,12 +113,12 @@ impl LegMedia {
     }
 
     /// New parameters from a re-INVITE or UPDATE (hold, codec change, new
-    /// address). A new address drops the latch so the new source is taken.
+    /// address). A new address drops the latch: that address is taken at
+    /// once.
     pub fn update(&mut self, params: LegParams) {
         if params.remote != self.params.remote {
-            self.remote_rtp = params.remote;
+            self.latch.resignal(params.remote);
             self.remote_rtcp = rtcp_address(params.remote);
-            self.latched = false;
         }
         if !self.params.send && params.send {
             self.talkspurt = true;
@@ -125,7 +128,7 @@ impl LegMedia {
 
     /// Where our RTP goes now.
     pub fn remote_rtp(&self) -> SocketAddr {
-        self.remote_rtp
+        self.latch.remote()
     }
 
     pub fn remote_rtcp(&self) -> SocketAddr {
@@ -136,6 +139,11 @@ impl LegMedia {
     /// none came), for the no-media watchdog.
     pub fn silent_for(&self, now_ms: u64, started_ms: u64) -> u64 {
         now_ms.saturating_sub(self.last_packet_ms.unwrap_or(started_ms))
+    }
+
+    /// Times the far end's source was latched so far.
+    pub fn latches(&self) -> u64 {
+        self.stats.latches
     }
 
     pub fn stats(&self) -> LegStats {
@@ -167,13 +175,22 @@ impl LegMedia {
             self.stats.packets_malformed += 1;
             return;
         }
-        if !self.latched {
-            self.remote_rtp = from;
-            self.remote_rtcp = rtcp_address(from);
-            self.latched = true;
-        } else if from != self.remote_rtp {
-            self.stats.packets_foreign += 1;
-            return;
+        match self.latch.rtp(now_ms, from, packet.ssrc, packet.sequence) {
+            Verdict::Accept => {}
+            Verdict::Latched { restart } => {
+                self.remote_rtcp = rtcp_address(from);
+                self.stats.latches += 1;
+                if restart {
+                    // Another stream: its timestamps have nothing to do
+                    // with what is buffered.
+                    self.jitter.restart();
+                    self.reframer = Reframer::default();
+                }
+            }
+            Verdict::Reject => {
+                self.stats.packets_foreign += 1;
+                return;
+            }
         }
         self.stats.packets_received += 1;
         self.last_packet_ms = Some(now_ms);
@@ -208,7 +225,11 @@ impl LegMedia {
     }
 
     /// A datagram arrived on the RTCP port.
-    pub fn receive_rtcp(&mut self, now_ms: u64, _from: SocketAddr, datagram: &[u8]) {
+    pub fn receive_rtcp(&mut self, now_ms: u64, from: SocketAddr, datagram: &[u8]) {
+        if !self.latch.rtcp_allowed(from) {
+            self.stats.packets_foreign += 1;
+            return;
+        }
         let Ok(packets) = rtcp::parse(datagram) else {
             self.stats.packets_malformed += 1;
             return;
@@ -376,7 +397,7 @@ mod tests {
             codec: G711::Ulaw,
             codec_pt: 0,
             dtmf_pt: Some(101),
-            remote: "192.0.2.1:4000".parse().unwrap(),
+            remote: "198.51.100.7:5004".parse().unwrap(),
             send: true,
         }
     }
@@ -401,18 +422,59 @@ mod tests {
     }
 
     #[test]
-    fn latches_to_the_first_source_and_drops_others() {
+    fn takes_the_sdp_source_and_drops_others() {
         let mut leg = LegMedia::new(params(), 1, 1, 1);
         let real: SocketAddr = "198.51.100.7:5004".parse().unwrap();
         let other: SocketAddr = "198.51.100.8:5004".parse().unwrap();
         let packets = far_packets(160, 3);
-        leg.receive_rtp(0, real, &packets[0].1);
+        // Another host's packet before the far end's first one: dropped,
+        // and our media still goes to the SDP address.
+        leg.receive_rtp(0, other, &packets[0].1);
+        assert_eq!(leg.stats().packets_foreign, 1);
+        assert_eq!(leg.stats().packets_received, 0);
+        assert_eq!(leg.remote_rtp(), real);
+        leg.receive_rtp(10, real, &packets[0].1);
         assert_eq!(leg.remote_rtp(), real);
         assert_eq!(leg.remote_rtcp(), "198.51.100.7:5005".parse().unwrap());
         leg.receive_rtp(20, other, &packets[1].1);
-        assert_eq!(leg.stats().packets_foreign, 1);
+        assert_eq!(leg.stats().packets_foreign, 2);
         assert_eq!(leg.stats().packets_received, 1);
+        assert_eq!(leg.stats().latches, 1);
         assert_eq!(leg.remote_rtp(), real);
+        // RTCP from the other host is not taken either.
+        let report = leg.rtcp_report(0);
+        leg.receive_rtcp(30, other, &report);
+        assert_eq!(leg.stats().packets_foreign, 3);
+    }
+
+    #[test]
+    fn a_new_source_after_silence_is_played_from_its_own_timestamps() {
+        let mut leg = LegMedia::new(params(), 1, 1, 1);
+        let real: SocketAddr = "198.51.100.7:5004".parse().unwrap();
+        let natd: SocketAddr = "203.0.113.9:40000".parse().unwrap();
+        let mut t = 0;
+        for (_, p) in far_packets(160, 20) {
+            leg.receive_rtp(t, real, &p);
+            let _ = leg.pull_far_frame(t);
+            t += 20;
+        }
+        // The far end falls silent and comes back through another address,
+        // a new SSRC with timestamps far behind the old stream's.
+        t += 1000;
+        let mut sender = RtpSender::new(99, 7, 3);
+        let mut played = 0;
+        for i in 0..50 {
+            let mut payload = Vec::new();
+            G711::Ulaw.encode(&tone(160, i * 160), &mut payload);
+            leg.receive_rtp(t, natd, &sender.audio(0, false, &payload, 160));
+            if leg.pull_far_frame(t).0 == FrameKind::Received {
+                played += 1;
+            }
+            t += 20;
+        }
+        assert_eq!(leg.remote_rtp(), natd);
+        assert_eq!(leg.stats().latches, 2);
+        assert!(played >= 40, "played {played} frames of the new stream");
     }
 
     #[test]

@@ -331,3 +331,178 @@ async fn the_call_survives_loss_and_reordering_and_the_recording_keeps_time() {
     );
     srv.stop().await;
 }
+
+/// Answers, stays silent for `lead_ms` (a spoofer's head start), streams
+/// `ulaw` once, then hangs up.
+fn answer_wait_stream_bye(ulaw: &Path, lead_ms: u64, speech_ms: u64) -> String {
+    sc::doc(
+        "late_media",
+        &[
+            sc::recv_invite_for_bye(),
+            sc::respond(200, "OK", "", true),
+            sc::recv("ACK"),
+            sc::pause(lead_ms),
+            format!(
+                "<nop><action><exec rtp_stream=\"{},1,0\"/></action></nop>\n",
+                ulaw.display()
+            ),
+            sc::pause(speech_ms + 1000),
+            sc::uas_bye(),
+            sc::recv_response(200, false),
+        ]
+        .concat(),
+    )
+}
+
+/// The spoofer's tone: loud, and above where speech has its energy.
+const SPOOF_HZ: f64 = 3300.0;
+
+/// How much of each 50 ms of `pcm` (that is not silent) is the spoofer's
+/// tone: its Goertzel power over the window's, near 1 for the tone alone.
+fn tone_share(pcm: &[i16]) -> f64 {
+    const N: usize = 400;
+    let w = 2.0 * std::f64::consts::PI * SPOOF_HZ / 8000.0;
+    pcm.chunks_exact(N)
+        .filter_map(|c| {
+            let energy: f64 = c.iter().map(|&s| (s as f64).powi(2)).sum();
+            if energy / (N as f64) < 1e4 {
+                return None; // quiet: says nothing either way
+            }
+            let (mut s1, mut s2) = (0f64, 0f64);
+            for &x in c {
+                let s0 = x as f64 + 2.0 * w.cos() * s1 - s2;
+                s2 = s1;
+                s1 = s0;
+            }
+            let power = s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2;
+            Some(2.0 * power / (N as f64 * energy))
+        })
+        .fold(0.0, f64::max)
+}
+
+/// A host other than the far end (127.0.0.2) streams a tone in sequence,
+/// at the real packet rate, at the call's RTP port from before the call is
+/// placed, and on while the far end speaks; the far end starts only 1.5 s
+/// after answering. Latching to the first packet gave the spoofer the
+/// call: the recording was its tone, and the customer was never heard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtp_sprayed_from_another_host_before_the_far_end_does_not_take_the_call() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use switchyard_media::g711::G711;
+    use switchyard_media::rtp::RtpSender;
+    if !sipp_available() {
+        return;
+    }
+    let Some(speech) = speech() else { return };
+    let speech_ms = speech.reference.len() as u64 * 1000 / 8000;
+    const LEAD_MS: u64 = 1500;
+    // One RTP pair in the range: the spoofer knows the call's port.
+    let rtp_port = common::sipp::free_media_port();
+    let Some(srv) = TestServer::start_with(Backend::Sqlite, |c| {
+        c.sip_enabled = true;
+        c.rtp_port_min = rtp_port;
+        c.rtp_port_max = rtp_port + 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let peer = Sipp::uas(
+        "late_media",
+        &answer_wait_stream_bye(&speech.ulaw, LEAD_MS, speech_ms),
+        Transport::Udp,
+        1,
+    );
+    let t = srv
+        .post(
+            "/sip-trunks",
+            json!({"name": "sipp", "host": "127.0.0.1", "port": peer.port}),
+        )
+        .await;
+    assert_eq!(t.status, 201, "{}", t.body);
+    srv.post(
+        "/phone-numbers",
+        json!({"number": FROM, "sip_trunk_id": t.body["id"]}),
+    )
+    .await;
+
+    let spoofer = tokio::net::UdpSocket::bind("127.0.0.2:0")
+        .await
+        .expect("bind 127.0.0.2");
+    let (stop, sent) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let spray = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        tokio::spawn(async move {
+            let mut rtp = RtpSender::new(0x5bad_5bad, 1, 0);
+            let mut ticker = tokio::time::interval(Duration::from_millis(20));
+            let mut n = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                ticker.tick().await;
+                let pcm: Vec<i16> = (n..n + 160)
+                    .map(|i| {
+                        ((i as f64 * 2.0 * std::f64::consts::PI * SPOOF_HZ / 8000.0).sin()
+                            * 16000.0) as i16
+                    })
+                    .collect();
+                n += 160;
+                let mut payload = Vec::new();
+                G711::Ulaw.encode(&pcm, &mut payload);
+                let packet = rtp.audio(0, n == 160, &payload, 160);
+                if spoofer
+                    .send_to(&packet, ("127.0.0.1", rtp_port))
+                    .await
+                    .is_ok()
+                {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let call = srv.create_call(json!({"to_number": TO})).await;
+    let id = CallId::parse(call["id"].as_str().unwrap()).unwrap();
+    eventually(Duration::from_secs(15), || async {
+        let c = srv.get(&format!("/calls/{id}")).await.body;
+        (c["status"] == "IN_PROGRESS").then_some(())
+    })
+    .await;
+    // Through the lead and the first half of the speech, then quiet (the
+    // far end's own silence after its speech would let any source relearn).
+    tokio::time::sleep(Duration::from_millis(LEAD_MS + speech_ms / 2)).await;
+    stop.store(true, Ordering::Relaxed);
+    spray.await.expect("spray");
+    let sprayed = sent.load(Ordering::Relaxed);
+    assert!(sprayed > 100, "the spoofer sent {sprayed} packets");
+
+    let done = eventually(Duration::from_secs(speech_ms / 1000 + 20), || async {
+        let c = srv.get(&format!("/calls/{id}")).await.body;
+        (c["status"] == "COMPLETED" || c["status"] == "FAILED").then_some(c)
+    })
+    .await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let run = peer.finish(Duration::from_secs(10)).await;
+    run.assert_success();
+    assert!(
+        run.messages.contains(&format!("m=audio {rtp_port} ")),
+        "the spray was aimed at the call's RTP port"
+    );
+
+    let stored = download(&srv, id, "stereo").await;
+    let far = stored.channels[0].clone();
+    let share = tone_share(&far);
+    assert!(
+        share < 0.3,
+        "the spoofer's tone is in the customer's channel (share {share:.2})"
+    );
+    let (lag, _) = align(&speech.reference, &far);
+    let c = piecewise_correlation(&speech.reference, &far, lag);
+    eprintln!("{sprayed} packets sprayed; far end correlation {c:.4}, tone share {share:.3}");
+    assert!(
+        c >= 0.98,
+        "the customer's channel is the far end's speech: {c:.4}"
+    );
+    srv.stop().await;
+}

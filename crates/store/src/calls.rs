@@ -900,6 +900,22 @@ impl Store {
         Ok(())
     }
 
+    /// When the engine worker holding `call` last sent its heartbeat: the
+    /// last time it was known alive. `None` if the call is held by no
+    /// registered worker (or does not exist).
+    pub async fn call_holder_heartbeat(&self, call: CallId) -> Result<Option<i64>> {
+        let row: Option<(i64,)> = on_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT w.heartbeat_at FROM calls c \
+                 JOIN engine_workers w ON w.worker_id = c.claimed_by WHERE c.id = $1",
+            )
+            .bind(call.uuid().to_string())
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|(at,)| at))
+    }
+
     /// Live calls held by no live worker: their holder is not `me` and has
     /// not sent a heartbeat since `stale_before` (or never registered).
     pub async fn orphaned_live_calls(&self, me: &str, stale_before: i64) -> Result<Vec<Call>> {

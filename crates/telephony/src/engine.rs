@@ -21,6 +21,7 @@ use rsipstack::transport::{SipConnection, TransportLayer};
 use switchyard_domain::id::CallId;
 use switchyard_domain::model::Call;
 use switchyard_domain::{CallEvent, CallStatus, RecordingStatus, timefmt};
+use switchyard_media::recorder::RecordingReader;
 use switchyard_service::telephony::{EndOutcome, Telephony};
 use switchyard_store::{CallPatch, DialStart, Store, StoreError};
 use tokio::sync::{mpsc, watch};
@@ -444,14 +445,14 @@ impl Inner {
             .orphaned_live_calls(&self.cfg.worker_id, stale_before)
             .await?;
         for call in orphans {
+            let end = self.orphan_end_time(&call).await?;
             let dialog = self.store.take_call_dialog(call.id).await?;
-            let now = timefmt::now_ms();
             let patch = CallPatch {
-                call_end_time: Some(now),
+                call_end_time: Some(end),
                 failure_reason: Some("server_restart".into()),
                 duration_seconds: call
                     .call_start_time
-                    .map(|s| (now - s).max(0) as f64 / 1000.0),
+                    .map(|s| (end - s).max(0) as f64 / 1000.0),
                 // The WAV holds what was recorded up to its last checkpoint:
                 // it is stored like any other.
                 recording_status: (call.recording_status == Some(RecordingStatus::Recording))
@@ -486,6 +487,49 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    /// When a call left by a dead process ended: the last time it was
+    /// known live, not now, which would count the time the server was down
+    /// as talk time. That is the latest of the process's last heartbeat,
+    /// the call's last change (an answer after that heartbeat) and the end
+    /// of what its live recording had at its last checkpoint (when the WAV
+    /// is on this host). Heartbeats and checkpoints come every 5 s, so the
+    /// end is at most that much early, never late.
+    async fn orphan_end_time(&self, call: &Call) -> anyhow::Result<i64> {
+        let alive = self.store.call_holder_heartbeat(call.id).await?;
+        let recorded = match (call.call_start_time, self.checkpointed_ms(call).await) {
+            (Some(start), Some(ms)) => Some(start.saturating_add(ms)),
+            _ => None,
+        };
+        let now = timefmt::now_ms();
+        Ok([alive, recorded, call.call_start_time]
+            .into_iter()
+            .flatten()
+            .fold(call.updated_at, i64::max)
+            .min(now))
+    }
+
+    /// Milliseconds of audio a call's live recording held at its last
+    /// checkpoint (its header's length), if it is recording and the WAV is
+    /// here.
+    async fn checkpointed_ms(&self, call: &Call) -> Option<i64> {
+        if call.recording_status != Some(RecordingStatus::Recording) {
+            return None;
+        }
+        let path = self
+            .cfg
+            .recordings_dir
+            .join(format!("{}.wav", call.id.uuid()));
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(path).ok()?;
+            // The header only: the audio after it is not read.
+            let wav = RecordingReader::new(std::io::BufReader::new(file)).ok()?;
+            i64::try_from(wav.frames * 1000 / u64::from(wav.sample_rate)).ok()
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Registers a call this process now holds. The call's task flips the

@@ -278,9 +278,15 @@ impl RunningLeg {
         let started = self.started;
         let at = |d: &Datagram| ms_since(started, arrival(now, wall, d.received_at));
         let (leg, sockets) = (&mut self.task.leg, &self.task.sockets);
+        let latches = leg.latches();
         drain(&sockets.rtp, batch, MAX_RTP_READS_PER_TICK, |d, bytes| {
             leg.receive_rtp(at(&d), d.from, bytes)
         });
+        if leg.latches() != latches {
+            // The SDP address's first packet, or a new source that won the
+            // latch by the strict-RTP rule (a far end behind NAT).
+            tracing::info!(remote = %leg.remote_rtp(), sdp = %leg.params().remote, "far end's media latched");
+        }
         if ticks.is_multiple_of(RTCP_READ_EVERY_TICKS) {
             drain(&sockets.rtcp, batch, MAX_RTCP_READS_PER_TICK, |d, bytes| {
                 leg.receive_rtcp(at(&d), d.from, bytes)

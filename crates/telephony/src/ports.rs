@@ -1,6 +1,8 @@
 //! RTP ports: each leg takes an even port for RTP and the next for RTCP
 //! (RFC 3550 §11) from the configured range, and gives both back when the
-//! leg ends.
+//! leg ends. The pair is drawn at random among the free ones, so a call's
+//! port cannot be guessed from the last one's (a guessed port is where a
+//! hijacker would send).
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -19,9 +21,12 @@ pub struct RtpPorts {
 
 #[derive(Debug)]
 struct PortState {
-    next: u16,
     in_use: HashSet<u16>,
 }
+
+/// Random draws before a pair is looked for in order (from a random
+/// place): with the range nearly full, draws mostly hit pairs in use.
+const RANDOM_DRAWS: usize = 16;
 
 /// A leg's bound RTP and RTCP sockets; dropping it frees the ports.
 #[derive(Debug)]
@@ -56,7 +61,6 @@ impl RtpPorts {
             first,
             last,
             state: Mutex::new(PortState {
-                next: first,
                 in_use: HashSet::new(),
             }),
         })
@@ -70,11 +74,14 @@ impl RtpPorts {
         (self.last - self.first).div_ceil(2) as usize
     }
 
-    /// Binds the next free pair, skipping ports another program holds.
+    /// Binds a free pair drawn at random, skipping ports another program
+    /// holds.
     pub fn allocate(self: &Arc<Self>) -> Result<RtpSockets, NoFreePort> {
         let pairs = self.capacity();
+        // Pairs another program holds, not to be drawn again this time.
+        let mut taken = HashSet::new();
         for _ in 0..pairs {
-            let Some(port) = self.reserve() else {
+            let Some(port) = self.reserve(&taken) else {
                 break;
             };
             let rtp = TimedSocket::bind(SocketAddr::new(self.ip, port));
@@ -89,7 +96,9 @@ impl RtpPorts {
                     });
                 }
                 _ => {
-                    // Taken by someone else: leave it marked until the next round.
+                    // Taken by someone else: skipped this time, tried again
+                    // by later calls.
+                    taken.insert(port);
                     if let Ok(mut s) = self.state.lock() {
                         s.in_use.remove(&port);
                     }
@@ -102,20 +111,26 @@ impl RtpPorts {
         })
     }
 
-    fn reserve(&self) -> Option<u16> {
-        let mut s = self.state.lock().ok()?;
-        for _ in 0..self.capacity() {
-            let port = s.next;
-            s.next = if port.saturating_add(3) > self.last {
-                self.first
-            } else {
-                port + 2
-            };
-            if s.in_use.insert(port) {
-                return Some(port);
-            }
+    /// Marks a free pair (not in `skip`) as in use and returns its RTP port.
+    fn reserve(&self, skip: &HashSet<u16>) -> Option<u16> {
+        let pairs = self.capacity();
+        if pairs == 0 {
+            return None;
         }
-        None
+        let port_of = |i: usize| self.first + 2 * i as u16;
+        let mut s = self.state.lock().ok()?;
+        let free = |s: &PortState, port: u16| !s.in_use.contains(&port) && !skip.contains(&port);
+        let drawn = (0..RANDOM_DRAWS)
+            .map(|_| port_of(rand::random_range(0..pairs)))
+            .find(|&p| free(&s, p));
+        let port = drawn.or_else(|| {
+            let start = rand::random_range(0..pairs);
+            (0..pairs)
+                .map(|k| port_of((start + k) % pairs))
+                .find(|&p| free(&s, p))
+        })?;
+        s.in_use.insert(port);
+        Some(port)
     }
 
     /// Pairs in use now.
@@ -145,5 +160,31 @@ mod tests {
         let c = pool.allocate().unwrap();
         assert_eq!(c.port, freed);
         drop((b, c));
+    }
+
+    #[test]
+    fn pairs_are_drawn_at_random_not_in_sequence() {
+        // 64 pairs; calls come and go one at a time (each freed before the
+        // next), as a hijacker probing for the next call's port would see.
+        let base = 50000 + (std::process::id() % 64) as u16 * 128;
+        let pool = RtpPorts::new("127.0.0.1".parse().unwrap(), base, base + 127);
+        assert_eq!(pool.capacity(), 64);
+        let mut ports = Vec::new();
+        for _ in 0..24 {
+            let s = pool.allocate().unwrap();
+            assert!((base..base + 127).contains(&s.port) && s.port.is_multiple_of(2));
+            ports.push(s.port);
+        }
+        assert_eq!(pool.in_use(), 0);
+        let steps_of_two = ports.windows(2).filter(|w| w[1] == w[0] + 2).count();
+        assert!(steps_of_two < 6, "ports follow each other: {ports:?}");
+        let distinct: HashSet<_> = ports.iter().collect();
+        assert!(distinct.len() >= 12, "too few distinct ports: {ports:?}");
+        // Ports in use are never handed out twice, up to the last free pair.
+        let held: Vec<_> = (0..64).filter_map(|_| pool.allocate().ok()).collect();
+        let distinct: HashSet<_> = held.iter().map(|s| s.port).collect();
+        assert_eq!(distinct.len(), held.len());
+        assert!(held.len() >= 60, "only {} pairs bound", held.len());
+        assert!(pool.allocate().is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! A lossy network between the engine and a SIPp trunk, on loopback: a
-//! stateless SIP relay (UDP) that steers the trunk's RTP through itself by
-//! rewriting the port in our SDP offer, and drops and reorders the RTP it
-//! carries toward the engine.
+//! stateless SIP relay (UDP) that steers both ways of the RTP through
+//! itself by rewriting the port in our SDP offer and in the trunk's answer,
+//! and drops and reorders the RTP it carries toward the engine.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -130,9 +130,13 @@ impl LossyRelay {
                         };
                         let mut out = lines.clone();
                         out.splice(at..at + 1, vias);
-                        let out = out.join("\r\n");
+                        let mut out = out.join("\r\n");
                         if let Some(p) = sdp_port(&out) {
                             ends.lock().await.trunk = Some(SocketAddr::from(([127, 0, 0, 1], p)));
+                            // The trunk's media is the relay's, as with a
+                            // media relay on the path: the engine takes RTP
+                            // from the address the SDP gives.
+                            out = rewrite_sdp_port(&out, rtp_port);
                         }
                         let _ = sip.send_to(out.as_bytes(), sender).await;
                     } else if from == trunk_sip {
