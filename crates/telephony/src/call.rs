@@ -28,6 +28,8 @@ use switchyard_store::{CallPatch, NewCall, StoreError};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+mod dialing;
+
 use crate::bus::media_bus;
 use crate::dialog_record::DialogRecord;
 use crate::engine::{EndReason, Inner};
@@ -171,22 +173,35 @@ impl Ending {
     }
 }
 
-/// The final response to our INVITE, as a call status.
+/// The final response to our INVITE, as a call status. Once we ended the
+/// call, our end wins whatever the trunk answered.
 fn ending_for_final_response(code: u16, cancelled: Option<CancelCause>) -> Ending {
+    if let Some(c) = cancelled {
+        return ending_for_cancel(c, Some(code));
+    }
     match (code, cancelled) {
         (486 | 600, _) => Ending::new(CallEvent::Busy).sip(code),
         (408 | 480, _) => Ending::new(CallEvent::NoAnswer).sip(code),
-        (487, Some(CancelCause::RingTimeout)) => Ending::new(CallEvent::NoAnswer)
-            .sip(code)
-            .reason("ring_timeout"),
-        (487, Some(CancelCause::Requested)) => Ending::new(CallEvent::Canceled).sip(code),
-        (487, Some(CancelCause::Shutdown)) => Ending::failed("server_shutdown").sip(code),
         (401 | 407, _) => Ending::failed("authentication_failed").sip(code),
         (403, _) => Ending::failed("forbidden").sip(code),
         (404 | 484 | 604, _) => Ending::failed("number_not_found").sip(code),
         (488 | 606, _) => Ending::failed("media_not_acceptable").sip(code),
         (503, _) => Ending::failed("trunk_unavailable").sip(code),
         (c, _) => Ending::failed(format!("sip_{c}")).sip(c),
+    }
+}
+
+/// A call we ended before the answer; `code` is the INVITE's final
+/// response, when one came.
+fn ending_for_cancel(cause: CancelCause, code: Option<u16>) -> Ending {
+    let ending = match cause {
+        CancelCause::RingTimeout => Ending::new(CallEvent::NoAnswer).reason("ring_timeout"),
+        CancelCause::Requested => Ending::new(CallEvent::Canceled),
+        CancelCause::Shutdown => Ending::failed("server_shutdown"),
+    };
+    Ending {
+        sip_status: code.map(i64::from),
+        ..ending
     }
 }
 
@@ -255,7 +270,7 @@ async fn run_outbound(
         }
     };
     let (state_tx, mut state_rx) = engine.dialogs.new_dialog_state_channel();
-    let (dialog, mut invite) = match engine.dialogs.do_invite_async(option, state_tx) {
+    let (dialog, invite) = match engine.dialogs.do_invite_async(option, state_tx) {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(call_id = %call.id, error = %e, "INVITE not sent");
@@ -265,76 +280,23 @@ async fn run_outbound(
     tracing::info!(call_id = %call.id, trunk = %trunk.name, "INVITE sent");
     let ring_deadline =
         Instant::now() + Duration::from_secs(call.ring_timeout_seconds.max(1) as u64);
-    let mut cancelled: Option<CancelCause> = None;
-    // Requests in the new dialog can overtake the INVITE's own completion
-    // (a re-INVITE right after the ACK): they wait here for the live loop.
-    let mut early_states = VecDeque::new();
-    let result = loop {
-        tokio::select! {
-            r = &mut invite => break r,
-            st = state_rx.recv() => match st {
-                Some(DialogState::Early(_, resp)) => {
-                    if matches!(tracker.status, CallStatus::Dialing | CallStatus::Ringing) {
-                        let code = resp.status_code.code();
-                        tracker.advance(CallEvent::Ringing, CallPatch { sip_status: Some(code as i64), ..Default::default() }).await;
-                    }
-                }
-                Some(other) => early_states.push_back(other),
-                None => {}
-            },
-            _ = tokio::time::sleep_until(ring_deadline), if cancelled.is_none() => {
-                cancelled = Some(CancelCause::RingTimeout);
-                if let Err(e) = dialog.cancel().await {
-                    tracing::debug!(call_id = %call.id, error = %e, "CANCEL failed");
-                }
-            }
-            r = end_rx.recv(), if cancelled.is_none() => {
-                cancelled = Some(r.map(CancelCause::from).unwrap_or(CancelCause::Shutdown));
-                if let Err(e) = dialog.cancel().await {
-                    tracing::debug!(call_id = %call.id, error = %e, "CANCEL failed");
-                }
-            }
-        }
-    };
-    // A 180 read just before the final response may still be queued when
-    // the INVITE completes (select! took the completion first): it still
-    // happened, so RINGING is recorded before whatever the answer was.
-    while let Ok(st) = state_rx.try_recv() {
-        match st {
-            DialogState::Early(_, resp) => {
-                if matches!(tracker.status, CallStatus::Dialing | CallStatus::Ringing) {
-                    let code = resp.status_code.code();
-                    tracker
-                        .advance(
-                            CallEvent::Ringing,
-                            CallPatch {
-                                sip_status: Some(code as i64),
-                                ..Default::default()
-                            },
-                        )
-                        .await;
-                }
-            }
-            other => early_states.push_back(other),
-        }
-    }
-    let response = match result {
-        Ok(Ok((_, Some(resp)))) => resp,
-        Ok(Ok((_, None))) => return (Ending::failed("no_final_response"), None),
-        Ok(Err(e)) => {
-            tracing::info!(call_id = %call.id, error = %e, "INVITE failed");
-            return match (cancelled, &e) {
-                (Some(c), _) => (ending_for_final_response(487, Some(c)), None),
-                (None, rsipstack::Error::DialogError(_, _, status)) => {
-                    (ending_for_final_response(status.code(), None), None)
-                }
-                (None, e) => (Ending::failed(transport_failure(e)), None),
-            };
-        }
-        Err(e) => {
-            tracing::warn!(call_id = %call.id, error = %e, "INVITE task failed");
-            return (Ending::failed("internal_error"), None);
-        }
+    let dialing::Dialed {
+        result,
+        cancelled,
+        early_states,
+    } = dialing::dial(
+        call.id,
+        &dialog,
+        invite,
+        &mut state_rx,
+        end_rx,
+        ring_deadline,
+        tracker,
+    )
+    .await;
+    let response = match dialing::final_response(call.id, result, cancelled) {
+        Ok(r) => r,
+        Err(ending) => return (ending, None),
     };
     let code = response.status_code.code();
     if !(200..300).contains(&code) {
@@ -342,8 +304,16 @@ async fn run_outbound(
         return (ending_for_final_response(code, cancelled), None);
     }
     if let Some(c) = cancelled {
-        // The 200 crossed our CANCEL; the stack has sent BYE for it.
-        return (ending_for_final_response(487, Some(c)), None);
+        // The 200 crossed our CANCEL. The stack ACKs it and, when the
+        // CANCEL was asked for first, sends the BYE; a dialog that was
+        // confirmed before is ours to end.
+        if matches!(dialog.state(), DialogState::Confirmed(..)) {
+            if let Err(e) = dialog.bye().await {
+                tracing::info!(call_id = %call.id, error = %e, "BYE after the CANCEL failed");
+            }
+            engine.dialogs.remove_dialog(&dialog.id());
+        }
+        return (ending_for_cancel(c, Some(code)), None);
     }
     let agreed = match std::str::from_utf8(&response.body)
         .map_err(|_| sdp::SdpError::Malformed("the SDP answer is not UTF-8".into()))
@@ -1084,6 +1054,15 @@ mod tests {
             (CallEvent::NoAnswer, Some("ring_timeout".into()), Some(487))
         );
         assert_eq!(s(487, Some(CancelCause::Requested)).0, CallEvent::Canceled);
+        // Our end wins over whatever the trunk answered after it.
+        assert_eq!(
+            s(486, Some(CancelCause::Requested)),
+            (CallEvent::Canceled, None, Some(486))
+        );
+        assert_eq!(
+            ending_for_cancel(CancelCause::Requested, None).sip_status,
+            None
+        );
         assert_eq!(
             s(503, None),
             (
