@@ -305,8 +305,10 @@ async fn bind_udp_and_tcp(
         let external = cfg
             .advertised_ip
             .map(|ip| SocketAddr::new(ip, cfg.sip_bind.port()));
+        // Every datagram passes RFC 3261's checks before rsipstack reads it.
+        let screened = crate::screened_udp::ScreenedUdp::bind(cfg.sip_bind)?;
         let udp =
-            UdpConnection::create_connection(cfg.sip_bind, external, Some(cancel.child_token()))
+            UdpConnection::from_socket(Arc::new(screened), external, Some(cancel.child_token()))
                 .await?;
         let bound = udp.get_addr().get_socketaddr()?;
         let tcp_addr = SocketAddr::new(cfg.sip_bind.ip(), bound.port());

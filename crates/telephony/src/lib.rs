@@ -13,6 +13,9 @@
 //! - [`dialog_record`]: an answered call's dialog, stored so another process can hang up.
 //! - [`invite`]: a new INVITE's timer and offer accepted or refused, sans-IO.
 //! - [`digest_spelling`]: `SHA-256` digest challenges despite rsipstack's parser.
+//! - [`sip_screen`]: RFC 3261's checks on a request datagram before rsipstack
+//!   parses it (400, 420, 501, 505, 513), sans-IO; `screened_udp` the socket
+//!   that applies them.
 
 pub mod bus;
 mod call;
@@ -24,7 +27,9 @@ pub mod media_loop;
 pub mod ports;
 pub mod recording_writer;
 pub mod rtp_socket;
+mod screened_udp;
 pub mod sdp;
 pub mod session_timer;
+pub mod sip_screen;
 
 pub use engine::{Engine, EngineConfig};
