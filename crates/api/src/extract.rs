@@ -58,12 +58,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 ))
             }
         })?;
-        let raw: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError(
-                Error::new(ErrorCode::ValidationError, format!("Malformed JSON: {e}"))
-                    .with_param("body"),
-            )
-        })?;
+        let raw: Value = switchyard_service::json::parse(&bytes).map_err(ApiError)?;
         let value = switchyard_service::validate::deserialize::<T>(&raw).map_err(ApiError)?;
         Ok(ApiJson { value, raw })
     }
@@ -109,6 +104,20 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
         let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError(Error::validation("query", e.body_text())))?;
+        // No query parameter is free text: every control character is refused.
+        for (name, value) in &pairs {
+            let refused = |param: &str, text: &str| {
+                text.chars().find(|c| c.is_control()).map(|c| {
+                    ApiError(Error::validation(
+                        param,
+                        switchyard_service::json::forbidden_char_message(c),
+                    ))
+                })
+            };
+            if let Some(e) = refused("query", name).or_else(|| refused(name, value)) {
+                return Err(e);
+            }
+        }
         Ok(QueryParams(Params(pairs)))
     }
 }
