@@ -138,6 +138,33 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
     }
 }
 
+/// The `Idempotency-Key` header, if sent: at most once, and ASCII (a key
+/// that could not be read must not be dropped, or a retry makes a second
+/// call). The service checks its length.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        const NAME: &str = "Idempotency-Key";
+        let mut values = parts.headers.get_all(NAME).iter();
+        let Some(value) = values.next() else {
+            return Ok(IdempotencyKey(None));
+        };
+        if values.next().is_some() {
+            return Err(ApiError(Error::validation(NAME, "must be sent once")));
+        }
+        match value.to_str() {
+            Ok(key) => Ok(IdempotencyKey(Some(key.to_owned()))),
+            Err(_) => Err(ApiError(Error::validation(
+                NAME,
+                "must be 1 to 255 ASCII characters",
+            ))),
+        }
+    }
+}
+
 /// An optional request header as text.
 pub fn header<'a>(parts: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
     parts.get(name).and_then(|v| v.to_str().ok())
