@@ -58,12 +58,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 ))
             }
         })?;
-        let raw: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError(
-                Error::new(ErrorCode::ValidationError, format!("Malformed JSON: {e}"))
-                    .with_param("body"),
-            )
-        })?;
+        let raw: Value = switchyard_service::json::parse(&bytes).map_err(ApiError)?;
         let value = switchyard_service::validate::deserialize::<T>(&raw).map_err(ApiError)?;
         Ok(ApiJson { value, raw })
     }
@@ -109,6 +104,20 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
         let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
             .await
             .map_err(|e| ApiError(Error::validation("query", e.body_text())))?;
+        // No query parameter is free text: every control character is refused.
+        for (name, value) in &pairs {
+            let refused = |param: &str, text: &str| {
+                text.chars().find(|c| c.is_control()).map(|c| {
+                    ApiError(Error::validation(
+                        param,
+                        switchyard_service::json::forbidden_char_message(c),
+                    ))
+                })
+            };
+            if let Some(e) = refused("query", name).or_else(|| refused(name, value)) {
+                return Err(e);
+            }
+        }
         Ok(QueryParams(Params(pairs)))
     }
 }
@@ -126,6 +135,33 @@ impl<S: Send + Sync> FromRequestParts<S> for Auth {
             .cloned()
             .map(Auth)
             .ok_or_else(|| ApiError(Error::unauthenticated()))
+    }
+}
+
+/// The `Idempotency-Key` header, if sent: at most once, and ASCII (a key
+/// that could not be read must not be dropped, or a retry makes a second
+/// call). The service checks its length.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        const NAME: &str = "Idempotency-Key";
+        let mut values = parts.headers.get_all(NAME).iter();
+        let Some(value) = values.next() else {
+            return Ok(IdempotencyKey(None));
+        };
+        if values.next().is_some() {
+            return Err(ApiError(Error::validation(NAME, "must be sent once")));
+        }
+        match value.to_str() {
+            Ok(key) => Ok(IdempotencyKey(Some(key.to_owned()))),
+            Err(_) => Err(ApiError(Error::validation(
+                NAME,
+                "must be 1 to 255 ASCII characters",
+            ))),
+        }
     }
 }
 

@@ -181,6 +181,24 @@ both_backends! {
         assert_eq!(list.body["pagination"]["total_count"], 2);
     }
 
+    async fn idempotency_key_must_be_one_ascii_header(srv: TestServer) {
+        srv.with_route().await;
+        let post = || srv.http.post(format!("{}/calls", srv.base)).header("X-API-Key", &srv.api_key).json(&json!({"to_number": "+14155552671"}));
+        let utf8 = reqwest::header::HeaderValue::from_bytes("clé-1".as_bytes()).unwrap();
+        for _ in 0..2 {
+            let r = srv.raw(post().header("Idempotency-Key", utf8.clone())).await;
+            assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("Idempotency-Key"), "{}", r.text);
+        }
+        let r = srv.raw(post().header("Idempotency-Key", "k-a").header("Idempotency-Key", "k-b")).await;
+        assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("Idempotency-Key"), "{}", r.text);
+        let r = srv.raw(post().header("Idempotency-Key", "k-a").header("Idempotency-Key", "k-a")).await;
+        assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("Idempotency-Key"), "{}", r.text);
+        assert_eq!(srv.get("/calls").await.body["pagination"]["total_count"], 0, "no call was made");
+        // One ASCII key still works.
+        let r = srv.raw(post().header("Idempotency-Key", "k-a")).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+
     async fn end_works_on_every_status_and_is_idempotent(srv: TestServer) {
         srv.with_route().await;
         let later = switchyard_domain::timefmt::format_ms(switchyard_domain::timefmt::now_ms() + 3_600_000);

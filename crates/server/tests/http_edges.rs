@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Backend, TestServer};
+use common::{Backend, Cred, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -67,6 +67,47 @@ both_backends! {
         // No credentials: the envelope too.
         let r = srv.raw(srv.http.get(format!("{}/calls", srv.base))).await;
         r.assert_error(401, "not_authenticated");
+    }
+
+    async fn control_characters_are_422_naming_the_field(srv: TestServer) {
+        // Unauthenticated: the login email.
+        let r = srv.call_as(&Cred::None, Method::POST, "/auth/login", Some(json!({"email": "a\u{0}@example.com", "password": "x"}))).await;
+        assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("email"), "{}", r.text);
+        let r = srv.call_as(&Cred::None, Method::POST, "/auth/login", Some(json!({"email": "owner@example.com", "password": "p\u{0}"}))).await;
+        assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("password"), "{}", r.text);
+        srv.with_route().await;
+        let cases = [
+            ("/loads", json!({"load_number": "L\u{0}1", "equipment_type": "VAN", "stops": [{}, {}]}), "load_number"),
+            ("/loads", json!({"load_number": "L2", "equipment_type": "VAN", "stops": [{}, {"city": "Dallas\u{0}"}]}), "stops[1].city"),
+            ("/loads", json!({"load_number": "L3", "equipment_type": "VAN", "stops": [{}, {}], "commodity": "a\u{1b}[31m"}), "commodity"),
+            ("/calls", json!({"to_number": "sip:svc@127.0.0.1\u{0}"}), "to_number"),
+            ("/calls", json!({"to_number": "+14155552671", "call_type": "X\u{7f}"}), "call_type"),
+            ("/calls", json!({"to_number": "+14155552671", "metadata": {"k\u{0}": 1}}), "metadata"),
+            ("/calls", json!({"to_number": "+14155552671", "metadata": {"k": ["ok", "\u{85}"]}}), "metadata.k[1]"),
+            ("/calls", json!({"to_number": "+14155552671", "agent": {"instructions": "a\u{0}"}}), "agent.instructions"),
+            ("/webhooks/endpoints", json!({"url": "http://127.0.0.1:9/h", "event_types": ["call.created"], "description": "d\u{0}"}), "description"),
+            ("/sip-trunks", json!({"name": "t\u{0}", "host": "127.0.0.1"}), "name"),
+            // One-line fields refuse TAB, LF and CR too.
+            ("/loads", json!({"load_number": "L\t4", "equipment_type": "VAN", "stops": [{}, {}]}), "load_number"),
+            ("/calls", json!({"to_number": "+14155552671", "call_type": "a\nb"}), "call_type"),
+        ];
+        for (path, body, param) in cases {
+            let r = srv.post(path, body.clone()).await;
+            assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some(param), "{path} {body}: {}", r.text);
+            assert!(r.body["error"]["message"].as_str().unwrap().contains("control characters"), "{}", r.text);
+        }
+        // Free text keeps tabs and line breaks.
+        let r = srv.post("/calls", json!({"to_number": "+14155552671", "agent": {"instructions": "Greet.\r\n\tThen ask."}, "metadata": {"note": "a\nb"}})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        let r = srv.post("/webhooks/endpoints", json!({"url": "http://127.0.0.1:9/h", "event_types": ["call.created"], "description": "line one\nline two"})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        assert_eq!(r.body["description"], "line one\nline two");
+        // Query values: no control character at all.
+        for query in ["search=a%00b", "search=a%09b", "status=QUEUED%0A"] {
+            let r = srv.get(&format!("/calls?{query}")).await;
+            let param = query.split('=').next().unwrap();
+            assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some(param), "{query}: {}", r.text);
+        }
     }
 
     async fn both_path_forms_answer(srv: TestServer) {

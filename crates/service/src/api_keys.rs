@@ -34,7 +34,7 @@ impl Services {
         let user = who.require_user()?;
         who.require_role(Role::Admin)?;
         let name = validate::text("name", &req.name, 100)?;
-        let description = validate::opt_text("description", req.description.as_deref(), 500)?;
+        let description = validate::opt_free_text("description", req.description.as_deref(), 500)?;
         let expires_at = req
             .expires_at
             .as_deref()

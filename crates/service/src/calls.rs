@@ -463,8 +463,8 @@ impl Services {
 }
 
 fn validate_agent(agent: &AgentSettings) -> Result<Value> {
-    validate::opt_text("agent.instructions", agent.instructions.as_deref(), 8000)?;
-    validate::opt_text("agent.first_message", agent.first_message.as_deref(), 1000)?;
+    validate::opt_free_text("agent.instructions", agent.instructions.as_deref(), 8000)?;
+    validate::opt_free_text("agent.first_message", agent.first_message.as_deref(), 1000)?;
     validate::opt_text("agent.voice", agent.voice.as_deref(), 64)?;
     validate::opt_text("agent.language", agent.language.as_deref(), 16)?;
     let value = serde_json::to_value(agent).map_err(Error::internal)?;

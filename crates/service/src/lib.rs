@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod calls;
 pub mod error;
+pub mod json;
 pub mod loads;
 pub mod pagination;
 pub mod query;

@@ -28,6 +28,26 @@ pub fn text(param: &str, value: &str, max: usize) -> Result<String> {
     Ok(v.to_owned())
 }
 
+/// Optional free text (agent instructions, descriptions): like [`opt_text`]
+/// but TAB, LF and CR are kept; every other control character is refused
+/// (the body's own check, `json::parse`, has refused them already).
+pub fn opt_free_text(param: &str, value: Option<&str>, max: usize) -> Result<Option<String>> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) if v.chars().count() > max => Err(Error::validation(
+            param,
+            format!("must be at most {max} characters"),
+        )),
+        Some(v) => match crate::json::forbidden_char(v) {
+            Some(c) => Err(Error::validation(
+                param,
+                crate::json::forbidden_char_message(c),
+            )),
+            None => Ok(Some(v.to_owned())),
+        },
+    }
+}
+
 /// An optional string; empty becomes `None`.
 pub fn opt_text(param: &str, value: Option<&str>, max: usize) -> Result<Option<String>> {
     match value.map(str::trim) {

@@ -187,14 +187,7 @@ fn headers(map: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
 }
 
 fn description(value: Option<&str>) -> Result<Option<String>> {
-    match value.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(d) if d.chars().count() > MAX_DESCRIPTION => Err(Error::validation(
-            "description",
-            format!("must be at most {MAX_DESCRIPTION} characters"),
-        )),
-        Some(d) => Ok(Some(d.to_owned())),
-    }
+    crate::validate::opt_free_text("description", value, MAX_DESCRIPTION)
 }
 
 fn user_status(value: &str) -> Result<EndpointStatus> {

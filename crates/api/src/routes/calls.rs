@@ -1,6 +1,6 @@
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use switchyard_domain::id::kind;
 use switchyard_domain::model::{Call, TranscriptTurn};
@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Auth, PathId, QueryParams, header};
+use crate::extract::{ApiJson, Auth, IdempotencyKey, PathId, QueryParams};
 use crate::middleware::{rate_limited, set_rate_headers};
 use crate::openapi::ErrorResponses;
 
@@ -53,7 +53,7 @@ pub struct ListCallsQuery {
 pub async fn create_call(
     State(state): State<AppState>,
     Auth(who): Auth,
-    headers: HeaderMap,
+    IdempotencyKey(key): IdempotencyKey,
     body: ApiJson<CreateCallRequest>,
 ) -> Result<Response, ApiError> {
     let decision = state
@@ -63,10 +63,9 @@ pub async fn create_call(
     if !decision.allowed {
         return Ok(rate_limited(&decision));
     }
-    let key = header(&headers, "idempotency-key");
     let created = state
         .services
-        .create_call(&who, body.value, &body.raw, key)
+        .create_call(&who, body.value, &body.raw, key.as_deref())
         .await?;
     let mut response = (StatusCode::CREATED, Json(created.call)).into_response();
     set_rate_headers(response.headers_mut(), &decision);
