@@ -2,6 +2,8 @@
 //! answers calls through the organizations' trunks, and runs each call's
 //! media.
 //!
+//! - [`addressing`]: an outbound INVITE's URIs, built from parsed parts, sans-IO;
+//!   [`addressing_check`] the property its fuzz target and tests check.
 //! - [`sdp`]: SDP offer/answer for G.711 with RFC 4733 telephone-events, sans-IO.
 //! - [`engine`]: the SIP endpoint, dispatch of QUEUED calls, inbound INVITEs,
 //!   heartbeats and the restart sweep; implements the service's `Telephony` port.
@@ -14,6 +16,8 @@
 //! - [`invite`]: a new INVITE's timer and offer accepted or refused, sans-IO.
 //! - [`digest_spelling`]: `SHA-256` digest challenges despite rsipstack's parser.
 
+pub mod addressing;
+pub mod addressing_check;
 pub mod bus;
 mod call;
 pub mod dialog_record;
