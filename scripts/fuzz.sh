@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the cargo-fuzz targets in fuzz/ (what the SIP engine reads off the
-# network: SIP messages, SDP) for a bounded time each, starting from the
+# network: SIP messages, SDP; and what an API client can put into our
+# INVITEs: to_number, trunk hosts) for a bounded time each, starting from the
 # seeds in fuzz/seeds. A crash fails the run and leaves its input in
 # fuzz/artifacts/<target>/. Usage: scripts/fuzz.sh [seconds per target]
 #
@@ -15,7 +16,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz"
   cargo install --locked cargo-fuzz
 fi
-for target in sip_message sdp; do
+for target in sip_message sdp outbound_uri; do
   corpus="$(mktemp -d)"
   log="$(mktemp)"
   echo "==> fuzz $target for ${seconds}s"

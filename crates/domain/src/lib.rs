@@ -12,6 +12,7 @@ pub mod load;
 pub mod model;
 pub mod phone;
 pub mod role;
+pub mod sip_uri;
 pub mod timefmt;
 pub mod webhook;
 
@@ -23,3 +24,4 @@ pub use event::EventType;
 pub use id::{Id, IdError, IdKind};
 pub use phone::{PhoneAddress, PhoneError};
 pub use role::Role;
+pub use sip_uri::{SipHost, SipUri, SipUriError};

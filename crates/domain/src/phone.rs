@@ -2,12 +2,15 @@
 
 use std::fmt;
 
+use crate::sip_uri::{SipUri, SipUriError};
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PhoneAddress {
     /// `+14155552671`
     E164(String),
-    /// `sip:user@host[:port][;params]` (or `sips:`), kept as given.
-    SipUri(String),
+    /// `sip:user@host[:port][;params]` (or `sips:`), parsed; it renders
+    /// from its parts (see [`SipUri`]).
+    SipUri(SipUri),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,13 +19,18 @@ pub enum PhoneError {
         "must be an E.164 number such as +14155552671 or a SIP URI such as sip:user@example.com"
     )]
     Invalid,
+    #[error("must be a SIP URI (RFC 3261) such as sip:user@example.com: it {0}")]
+    SipUri(SipUriError),
+    #[error("must be a SIP URI without headers (?name=value): a call's address carries none")]
+    SipUriHeaders,
 }
 
-const MAX_SIP_URI_LEN: usize = 256;
-
 impl PhoneAddress {
+    /// An E.164 number, or a SIP URI by the grammar of RFC 3261 (without
+    /// `?headers`, which a Request-URI or To may not carry). Spaces around
+    /// the text are ignored; control characters anywhere are refused.
     pub fn parse(input: &str) -> Result<Self, PhoneError> {
-        let input = input.trim();
+        let input = input.trim_matches(' ');
         if let Some(digits) = input.strip_prefix('+') {
             let ok = (2..=15).contains(&digits.len())
                 && digits.bytes().all(|b| b.is_ascii_digit())
@@ -33,20 +41,22 @@ impl PhoneAddress {
                 Err(PhoneError::Invalid)
             };
         }
-        let lower = input.to_ascii_lowercase();
-        let rest = lower
-            .strip_prefix("sip:")
-            .or_else(|| lower.strip_prefix("sips:"))
-            .ok_or(PhoneError::Invalid)?;
-        if input.len() > MAX_SIP_URI_LEN || !valid_sip_rest(rest) {
+        let scheme = input.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+        if !matches!(scheme.as_deref(), Some("sip" | "sips")) {
             return Err(PhoneError::Invalid);
         }
-        Ok(Self::SipUri(input.to_owned()))
+        let uri = SipUri::parse(input).map_err(PhoneError::SipUri)?;
+        if !uri.headers.is_empty() {
+            return Err(PhoneError::SipUriHeaders);
+        }
+        Ok(Self::SipUri(uri))
     }
 
-    pub fn as_str(&self) -> &str {
+    /// The E.164 number, if this is one.
+    pub fn as_e164(&self) -> Option<&str> {
         match self {
-            Self::E164(s) | Self::SipUri(s) => s,
+            Self::E164(s) => Some(s),
+            Self::SipUri(_) => None,
         }
     }
 
@@ -55,51 +65,12 @@ impl PhoneAddress {
     }
 }
 
-/// `user@host[:port][;params]` with a plain user part and a host name or IP.
-fn valid_sip_rest(rest: &str) -> bool {
-    let rest = rest.split(';').next().unwrap_or_default();
-    let (user, hostport) = match rest.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, rest),
-    };
-    if let Some(user) = user {
-        let user_ok = !user.is_empty()
-            && user
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,?/%#".contains(&b));
-        if !user_ok {
-            return false;
-        }
-    }
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        match v6.split_once(']') {
-            Some((h, after)) => (h, after.strip_prefix(':')),
-            None => return false,
-        }
-    } else {
-        match hostport.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostport, None),
-        }
-    };
-    if let Some(port) = port {
-        match port.parse::<u16>() {
-            Ok(p) if p > 0 => {}
-            _ => return false,
-        }
-    }
-    !host.is_empty()
-        && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':')
-        && !host.starts_with('.')
-        && !host.starts_with('-')
-}
-
 impl fmt::Display for PhoneAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        match self {
+            Self::E164(s) => f.write_str(s),
+            Self::SipUri(u) => write!(f, "{u}"),
+        }
     }
 }
 
@@ -122,6 +93,23 @@ mod tests {
     }
 
     #[test]
+    fn sip_uris_are_stored_as_rendered_from_their_parts() {
+        let p = PhoneAddress::parse(" SIP:Bob%41@[::0001]:5062;Transport=tcp ").unwrap();
+        assert_eq!(p.to_string(), "sip:BobA@[::1]:5062;Transport=tcp");
+        assert_eq!(PhoneAddress::parse(&p.to_string()), Ok(p));
+        assert_eq!(
+            PhoneAddress::parse("sip:a@h?x=1"),
+            Err(PhoneError::SipUriHeaders)
+        );
+        assert_eq!(
+            PhoneAddress::parse("sip:a@h;x=1 SIP/2.0")
+                .unwrap_err()
+                .to_string(),
+            "must be a SIP URI (RFC 3261) such as sip:user@example.com: it contains a space or a control character"
+        );
+    }
+
+    #[test]
     fn rejects_the_rest() {
         for bad in [
             "",
@@ -138,6 +126,10 @@ mod tests {
             "sip:a@host:99999",
             "sip:a b@host",
             "http://x",
+            "sip:a@host?Subject=x",
+            "sip:svc@127.0.0.1;x=1 SIP/2.0\r\nP-Asserted-Identity: <sip:+19995550000@127.0.0.1>\r\nX-A: b",
+            "+14155552671\n",
+            "\0+14155552671",
         ] {
             assert!(PhoneAddress::parse(bad).is_err(), "{bad}");
         }

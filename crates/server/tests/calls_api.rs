@@ -141,6 +141,33 @@ both_backends! {
         assert_eq!(c["to_number"], "sip:driver@127.0.0.1:5062");
     }
 
+    // Issue 11 item 1: a SIP URI is parsed by RFC 3261's grammar; the
+    // header injection of the issue and anything else outside it is 422.
+    async fn sip_uri_destinations_are_parsed_and_injections_refused(srv: TestServer) {
+        srv.with_route().await;
+        let injected = "sip:svc@127.0.0.1;x=1 SIP/2.0\r\nP-Asserted-Identity: <sip:+19995550000@127.0.0.1>\r\nX-A: b";
+        for to in [
+            injected,
+            "sip:svc@127.0.0.1;x=1\r\nX-A: b",
+            "sip:svc@127.0.0.1;x=1\nX-A: b",
+            "sip:svc@127.0.0.1;x=\u{0}",
+            "sip:svc@127.0.0.1>;tag=1",
+            "sip:svc@127.0.0.1;x=\"1\"",
+            "sip:svc@127.0.0.1?P-Asserted-Identity=sip:x@y",
+            "sip:svc@127.0.0.1;method=BYE",
+            "sip:s%0D%0Avc@127.0.0.1",
+            "sip:s vc@127.0.0.1",
+            "sip:svc@127.0.0.1;transport=tcp;transport=udp",
+        ] {
+            let r = srv.post("/calls", json!({"to_number": to})).await;
+            assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("to_number"), "to_number {to:?}: {}", r.text);
+        }
+        assert_eq!(srv.get("/calls").await.body["data"].as_array().map(Vec::len), Some(0), "nothing was created");
+        // A legal URI with parameters is kept as rendered from its parts.
+        let c = srv.create_call(json!({"to_number": "SIP:Alice%2Bx@Example.com:5070;user=phone;x-y=%5Bz%5D"})).await;
+        assert_eq!(c["to_number"], "sip:Alice+x@Example.com:5070;user=phone;x-y=%5Bz%5D");
+    }
+
     async fn scheduled_calls_wait_then_queue(srv: TestServer) {
         srv.with_route().await;
         let later = switchyard_domain::timefmt::format_ms(switchyard_domain::timefmt::now_ms() + 3_600_000);

@@ -219,9 +219,31 @@ both_backends! {
         for (body, param) in [(json!({"name": "x", "host": "h", "transport": "tls"}), "transport"),
                               (json!({"name": "x", "host": "h", "port": 0}), "port"),
                               (json!({"name": "x", "host": ""}), "host"),
-                              (json!({"name": "x", "host": "h", "max_concurrent_calls": 0}), "max_concurrent_calls")] {
-            assert_eq!(srv.post("/sip-trunks", body).await.assert_error(422, "validation_error").as_deref(), Some(param));
+                              (json!({"name": "x", "host": "h", "max_concurrent_calls": 0}), "max_concurrent_calls"),
+                              // Everything that is written into a SIP message is parsed (issue 11 item 1).
+                              (json!({"name": "x", "host": "h>;x=1"}), "host"),
+                              (json!({"name": "x", "host": "h:5060"}), "host"),
+                              (json!({"name": "x", "host": "-h"}), "host"),
+                              (json!({"name": "x", "host": "a:b:c"}), "host"),
+                              (json!({"name": "x", "host": "h", "from_domain": "d> ;tag=1"}), "from_domain"),
+                              (json!({"name": "x", "host": "h", "from_domain": "a@b"}), "from_domain"),
+                              (json!({"name": "x", "host": "h", "username": "a\", realm=\"x"}), "username"),
+                              (json!({"name": "x", "host": "h", "username": "a\\"}), "username"),
+                              (json!({"name": "x", "host": "h", "username": "a\r\nX-A: b"}), "username"),
+                              (json!({"name": "x", "host": "h", "realm": "r\""}), "realm")] {
+            assert_eq!(srv.post("/sip-trunks", body.clone()).await.assert_error(422, "validation_error").as_deref(), Some(param), "{body}");
         }
+        for (body, param) in [(json!({"host": "h h"}), "host"), (json!({"from_domain": "d>"}), "from_domain"),
+                              (json!({"username": "\""}), "username")] {
+            let r = srv.call(Method::PATCH, &format!("/sip-trunks/{id}"), Some(body.clone())).await;
+            assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some(param), "{body}");
+        }
+        // Hosts are kept as they render: IPv6 without brackets.
+        let v6 = srv.post("/sip-trunks", json!({"name": "v6", "host": "[2001:DB8::1]", "from_domain": "calls.example.com"})).await;
+        assert_eq!(v6.status, StatusCode::CREATED, "{}", v6.text);
+        assert_eq!(v6.body["host"], "2001:db8::1");
+        assert_eq!(v6.body["from_domain"], "calls.example.com");
+        srv.call(Method::DELETE, &format!("/sip-trunks/{}", v6.body["id"].as_str().unwrap()), None).await;
         srv.post("/sip-trunks", json!({"name": "carrier", "host": "h"})).await.assert_error(409, "already_exists");
         let other_trunk = srv.post("/sip-trunks", json!({"name": "other", "host": "h"})).await;
         assert_eq!(other_trunk.status, StatusCode::CREATED);

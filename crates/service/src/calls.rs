@@ -188,7 +188,7 @@ impl Services {
 
         let route = self
             .store
-            .outbound_route(org, from.as_ref().map(|f| f.as_str()))
+            .outbound_route(org, from.as_ref().map(|f| f.to_string()).as_deref())
             .await?;
         let route = match (route, &from) {
             (Some(r), _) => r,
@@ -216,7 +216,8 @@ impl Services {
             },
             call_time: scheduled_for.unwrap_or(now),
             call_direction: CallDirection::Outbound,
-            to_number: Some(to.as_str().to_owned()),
+            // As rendered from the parsed parts, never the text as sent.
+            to_number: Some(to.to_string()),
             from_number: Some(route.from_number),
             call_type,
             load_id,

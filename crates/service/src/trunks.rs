@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
-use switchyard_domain::Role;
 use switchyard_domain::id::{PhoneNumberId, SipTrunkId};
 use switchyard_domain::model::{PhoneNumber, SipTrunk};
+use switchyard_domain::{Role, SipHost};
 use switchyard_store::{NewPhoneNumber, NewSipTrunk, PhoneNumberPatch, SipTrunkPatch};
 use utoipa::ToSchema;
 
@@ -80,19 +80,44 @@ pub struct UpdatePhoneNumberRequest {
     pub inbound_agent: Option<Option<Value>>,
 }
 
-fn host(value: &str) -> Result<String> {
-    let h = validate::text("host", value, 253)?;
-    let ok = h
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
-    if ok {
-        Ok(h)
-    } else {
-        Err(Error::validation(
-            "host",
+/// A host of a trunk (`host`, `from_domain`): a host name, an IPv4
+/// address or an IPv6 address (with or without brackets), by the grammar
+/// of RFC 3261; kept in the form it renders to (IPv6 without brackets),
+/// since it is written into SIP URIs.
+fn sip_host(param: &str, value: &str) -> Result<String> {
+    let h = validate::text(param, value, 253)?;
+    match SipHost::parse_field(&h) {
+        Ok(SipHost::V6(ip)) => Ok(ip.to_string()),
+        Ok(other) => Ok(other.to_string()),
+        Err(_) => Err(Error::validation(
+            param,
             "must be a host name or an IP address",
-        ))
+        )),
     }
+}
+
+fn host(value: &str) -> Result<String> {
+    sip_host("host", value)
+}
+
+fn from_domain(value: Option<&str>) -> Result<Option<String>> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(d) => sip_host("from_domain", d).map(Some),
+    }
+}
+
+/// A digest `username` or `realm`: written between quotes in
+/// `Authorization`, so no quote, backslash or control character.
+fn digest_text(param: &str, value: Option<&str>) -> Result<Option<String>> {
+    let v = secret_text(param, value)?;
+    if v.as_deref().is_some_and(|v| v.contains(['"', '\\'])) {
+        return Err(Error::validation(
+            param,
+            "must not contain a double quote or a backslash",
+        ));
+    }
+    Ok(v)
 }
 
 fn transport(value: &str) -> Result<String> {
@@ -137,10 +162,10 @@ impl Services {
             host: host(&req.host)?,
             port: validate::int_range("port", req.port.unwrap_or(5060), 1, 65_535)?,
             transport: transport(req.transport.as_deref().unwrap_or("udp"))?,
-            username: secret_text("username", req.username.as_deref())?,
+            username: digest_text("username", req.username.as_deref())?,
             password: secret_text("password", req.password.as_deref())?,
-            realm: validate::opt_text("realm", req.realm.as_deref(), 253)?,
-            from_domain: validate::opt_text("from_domain", req.from_domain.as_deref(), 253)?,
+            realm: digest_text("realm", req.realm.as_deref())?,
+            from_domain: from_domain(req.from_domain.as_deref())?,
             max_concurrent_calls: max_calls(req.max_concurrent_calls)?,
         };
         self.store
@@ -183,7 +208,7 @@ impl Services {
             transport: req.transport.as_deref().map(transport).transpose()?,
             username: req
                 .username
-                .map(|u| secret_text("username", u.as_deref()))
+                .map(|u| digest_text("username", u.as_deref()))
                 .transpose()?,
             password: req
                 .password
@@ -191,11 +216,11 @@ impl Services {
                 .transpose()?,
             realm: req
                 .realm
-                .map(|r| validate::opt_text("realm", r.as_deref(), 253))
+                .map(|r| digest_text("realm", r.as_deref()))
                 .transpose()?,
             from_domain: req
                 .from_domain
-                .map(|f| validate::opt_text("from_domain", f.as_deref(), 253))
+                .map(|f| from_domain(f.as_deref()))
                 .transpose()?,
             max_concurrent_calls: req.max_concurrent_calls.map(max_calls).transpose()?,
         };

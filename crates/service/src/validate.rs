@@ -62,7 +62,7 @@ pub fn phone(param: &str, value: &str) -> Result<PhoneAddress> {
 
 pub fn e164(param: &str, value: &str) -> Result<String> {
     match PhoneAddress::parse(value) {
-        Ok(p) if p.is_e164() => Ok(p.as_str().to_owned()),
+        Ok(PhoneAddress::E164(number)) => Ok(number),
         _ => Err(Error::validation(
             param,
             "must be an E.164 number such as +14155552671",

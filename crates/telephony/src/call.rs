@@ -18,7 +18,6 @@ use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, StatusCode, Uri};
 use rsipstack::transaction::key::TransactionRole;
 use rsipstack::transaction::transaction::Transaction;
-use rsipstack::transport::SipAddr;
 use switchyard_domain::id::CallId;
 use switchyard_domain::model::{Call, SipTrunk};
 use switchyard_domain::{CallDirection, CallEvent, CallStatus, RecordingStatus, timefmt};
@@ -725,15 +724,6 @@ fn contact(engine: &Inner) -> Result<Uri, rsipstack::sip::Error> {
     Uri::try_from(format!("sip:switchyard@{}", engine.sip_addr).as_str())
 }
 
-fn host_port(host: &str, port: i64) -> String {
-    // IPv6 literals go in brackets in SIP URIs.
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
 fn invite_option(
     engine: &Inner,
     call: &Call,
@@ -741,24 +731,16 @@ fn invite_option(
     password: Option<String>,
     local: &LocalMedia,
 ) -> anyhow::Result<InviteOption> {
-    let to = call
-        .to_number
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("the call has no to_number"))?;
-    let from = call.from_number.as_deref().unwrap_or("anonymous");
-    let trunk_hp = host_port(&trunk.host, trunk.port);
-    let tcp = trunk.transport.eq_ignore_ascii_case("tcp");
-    let transport_param = if tcp { ";transport=tcp" } else { "" };
-    let callee = if to.starts_with("sip:") {
-        to.to_owned()
-    } else {
-        format!("sip:{to}@{trunk_hp}{transport_param}")
-    };
-    let from_domain = trunk.from_domain.as_deref().unwrap_or(&trunk.host);
-    let destination = SipAddr::try_from(&Uri::try_from(
-        format!("sip:{trunk_hp}{transport_param}").as_str(),
-    )?)?;
+    let addresses = crate::addressing::outbound_addresses(
+        call.to_number.as_deref(),
+        call.from_number.as_deref(),
+        trunk.into(),
+    )?;
     let credential = match (&trunk.username, password) {
+        // Written between quotes in Authorization (the API refuses these).
+        (Some(user), _) if user.contains(['"', '\\']) || user.contains(char::is_control) => {
+            anyhow::bail!("the trunk's username cannot be written in a digest answer")
+        }
         (Some(user), Some(password)) => Some(Credential {
             username: user.clone(),
             password,
@@ -768,9 +750,9 @@ fn invite_option(
         _ => None,
     };
     Ok(InviteOption {
-        caller: Uri::try_from(format!("sip:{from}@{from_domain}").as_str())?,
-        callee: Uri::try_from(callee.as_str())?,
-        destination: Some(destination),
+        caller: addresses.caller,
+        callee: addresses.callee,
+        destination: Some(addresses.destination),
         content_type: Some("application/sdp".into()),
         offer: Some(sdp::offer(local).into_bytes()),
         contact: contact(engine)?,
@@ -1080,11 +1062,5 @@ mod tests {
             )
         );
         assert_eq!(s(599, None).1.as_deref(), Some("sip_599"));
-    }
-
-    #[test]
-    fn ipv6_hosts_are_bracketed() {
-        assert_eq!(host_port("2001:db8::1", 5060), "[2001:db8::1]:5060");
-        assert_eq!(host_port("sip.example.com", 5080), "sip.example.com:5080");
     }
 }

@@ -2,6 +2,8 @@
 //! answers calls through the organizations' trunks, and runs each call's
 //! media.
 //!
+//! - [`addressing`]: an outbound INVITE's URIs, built from parsed parts, sans-IO;
+//!   [`addressing_check`] the property its fuzz target and tests check.
 //! - [`sdp`]: SDP offer/answer for G.711 with RFC 4733 telephone-events, sans-IO.
 //! - [`engine`]: the SIP endpoint, dispatch of QUEUED calls, inbound INVITEs,
 //!   heartbeats and the restart sweep; implements the service's `Telephony` port.
@@ -17,6 +19,8 @@
 //!   parses it (400, 420, 501, 505, 513), sans-IO; `screened_udp` the socket
 //!   that applies them.
 
+pub mod addressing;
+pub mod addressing_check;
 pub mod bus;
 mod call;
 pub mod dialog_record;
