@@ -3,12 +3,14 @@
 
 mod error;
 mod extract;
+pub mod login_limit;
 mod middleware;
 mod openapi;
 mod rate_limit;
 mod routes;
 
 pub use error::{ApiError, ErrorBody, ErrorEnvelope};
+pub use login_limit::LoginLimitConfig;
 pub use openapi::openapi;
 pub use rate_limit::{Limits, RateLimitConfig};
 
