@@ -3,12 +3,14 @@
 
 mod error;
 mod extract;
+pub mod login_limit;
 mod middleware;
 mod openapi;
 mod rate_limit;
 mod routes;
 
 pub use error::{ApiError, ErrorBody, ErrorEnvelope};
+pub use login_limit::LoginLimitConfig;
 pub use openapi::openapi;
 pub use rate_limit::{Limits, RateLimitConfig};
 
@@ -60,6 +62,9 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(TraceLayer::new_for_http().make_span_with(middleware::make_span))
+        // Outside the request's span (its fields would repeat on the line),
+        // inside the request ID's.
+        .layer(axum::middleware::from_fn(middleware::access_log))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)

@@ -131,6 +131,32 @@ pub async fn record_metrics(req: Request, next: Next) -> Response {
     response
 }
 
+/// The access log: one line per request (target `switchyard::access`, at
+/// INFO): method, path (never the query, which may carry a signature or a
+/// search), status, the time to the response's head, and the request ID.
+pub async fn access_log(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let response = next.run(req).await;
+    tracing::info!(
+        target: "switchyard::access",
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        duration_ms = (start.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+        request_id = %request_id,
+        "request"
+    );
+    response
+}
+
 /// The tracing span of a request, carrying its request ID.
 pub fn make_span(req: &Request) -> tracing::Span {
     let id = req

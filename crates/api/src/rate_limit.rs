@@ -1,5 +1,6 @@
 //! Token-bucket rate limits (governor): per caller on every request, and
-//! per organization on call creation.
+//! per organization on call creation; failed logins are limited apart
+//! (`login_limit`).
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -8,6 +9,8 @@ use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
+
+use crate::login_limit::{LoginLimitConfig, LoginLimiter};
 
 type Keyed =
     RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
@@ -85,18 +88,30 @@ impl Bucket {
 pub struct Limits {
     pub requests: Bucket,
     pub call_creation: Bucket,
+    /// Failed logins per account and address (`POST /auth/login`).
+    pub login: LoginLimiter,
 }
 
 impl Limits {
     pub fn new(requests: RateLimitConfig, call_creation: RateLimitConfig) -> Self {
+        Self::with_login(requests, call_creation, LoginLimitConfig::default())
+    }
+
+    pub fn with_login(
+        requests: RateLimitConfig,
+        call_creation: RateLimitConfig,
+        login: LoginLimitConfig,
+    ) -> Self {
         Self {
             requests: Bucket::new(requests),
             call_creation: Bucket::new(call_creation),
+            login: LoginLimiter::new(login),
         }
     }
 
     pub fn shrink(&self) {
         self.requests.shrink();
         self.call_creation.shrink();
+        self.login.shrink();
     }
 }

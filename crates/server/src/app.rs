@@ -185,7 +185,7 @@ impl RunningServer {
         let initial = bootstrap::first_run(&services, config).await?;
         bootstrap::seed_trunks(&services, config).await?;
 
-        let limits = Arc::new(Limits::new(
+        let limits = Arc::new(Limits::with_login(
             RateLimitConfig {
                 per_second: config.rate_limit_per_second,
                 burst: config.rate_limit_burst,
@@ -194,6 +194,7 @@ impl RunningServer {
                 per_second: config.call_create_per_second,
                 burst: config.call_create_burst,
             },
+            config.login_limits()?,
         ));
         let state = AppState {
             services: services.clone(),

@@ -161,11 +161,11 @@ pub async fn first_run(
     );
     let path = config.data_dir.join(CREDENTIALS_FILE);
     write_private(&path, &text)?;
-    println!(
+    crate::logging::notice(&format!(
         "\nFirst start: created organization \"Default\" with an OWNER and an API key.\n\
          These are shown once (also saved, readable only by you, in {}):\n\n{text}",
         path.display()
-    );
+    ));
     Ok(Some(creds))
 }
 

@@ -22,6 +22,17 @@ pub struct Config {
     pub rate_limit_burst: u32,
     pub call_create_per_second: u32,
     pub call_create_burst: u32,
+    /// Failed logins of one account from one client address before a lock.
+    pub login_max_failures: u32,
+    /// Failed logins of one account from addresses that never signed in to it.
+    pub login_max_failures_per_account: u32,
+    /// Failed logins from one address over all accounts.
+    pub login_max_failures_per_address: u32,
+    /// The first lock past a limit; each further failure doubles it.
+    pub login_lockout_seconds: u64,
+    pub login_lockout_max_seconds: u64,
+    /// Failures are forgotten this long after the last one.
+    pub login_failure_window_seconds: u64,
     pub scheduler_interval_ms: u64,
     /// Due calls claimed per database round trip.
     pub scheduler_batch: i64,
@@ -156,6 +167,12 @@ const ENV_KEYS: &[&str] = &[
     "rate_limit_burst",
     "call_create_per_second",
     "call_create_burst",
+    "login_max_failures",
+    "login_max_failures_per_account",
+    "login_max_failures_per_address",
+    "login_lockout_seconds",
+    "login_lockout_max_seconds",
+    "login_failure_window_seconds",
     "scheduler_interval_ms",
     "scheduler_batch",
     "database_max_connections",
@@ -209,6 +226,12 @@ impl Default for Config {
             rate_limit_burst: 100,
             call_create_per_second: 10,
             call_create_burst: 20,
+            login_max_failures: 5,
+            login_max_failures_per_account: 20,
+            login_max_failures_per_address: 50,
+            login_lockout_seconds: 1,
+            login_lockout_max_seconds: 300,
+            login_failure_window_seconds: 900,
             scheduler_interval_ms: 500,
             scheduler_batch: 100,
             database_max_connections: 16,
@@ -288,6 +311,7 @@ impl Config {
                 config.rtp_port_max
             );
         }
+        config.login_limits()?;
         if config.max_live_calls == 0 {
             anyhow::bail!("configuration: max_live_calls must be at least 1");
         }
@@ -329,6 +353,34 @@ impl Config {
     }
 
     /// The webhook destination policy from `webhook_allow_destinations`.
+    /// The failed-login limits (`login_*`).
+    pub fn login_limits(&self) -> anyhow::Result<switchyard_api::LoginLimitConfig> {
+        let counts = [
+            self.login_max_failures,
+            self.login_max_failures_per_account,
+            self.login_max_failures_per_address,
+        ];
+        if counts.contains(&0) {
+            anyhow::bail!("configuration: login_max_failures* must be at least 1");
+        }
+        if self.login_lockout_seconds == 0
+            || self.login_lockout_seconds > self.login_lockout_max_seconds
+            || self.login_failure_window_seconds == 0
+        {
+            anyhow::bail!(
+                "configuration: login_lockout_seconds must be at least 1 and at most login_lockout_max_seconds, login_failure_window_seconds at least 1"
+            );
+        }
+        Ok(switchyard_api::LoginLimitConfig {
+            max_failures: self.login_max_failures,
+            max_failures_per_account: self.login_max_failures_per_account,
+            max_failures_per_address: self.login_max_failures_per_address,
+            lockout: std::time::Duration::from_secs(self.login_lockout_seconds),
+            max_lockout: std::time::Duration::from_secs(self.login_lockout_max_seconds),
+            window: std::time::Duration::from_secs(self.login_failure_window_seconds),
+        })
+    }
+
     pub fn webhook_destinations(&self) -> anyhow::Result<DestinationPolicy> {
         DestinationPolicy::parse(&self.webhook_allow_destinations)
             .map_err(|e| anyhow::anyhow!("configuration: webhook_allow_destinations: {e}"))

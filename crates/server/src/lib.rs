@@ -8,4 +8,5 @@ pub mod bench_sip;
 pub mod bench_webhooks;
 pub mod bootstrap;
 pub mod config;
+pub mod logging;
 pub mod private_files;

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use switchyard::app::{RunningServer, open_store};
 use switchyard::config::Config;
+use switchyard::logging::{notice, print_out};
 use switchyard_domain::Role;
 use switchyard_domain::id::OrganizationId;
 use switchyard_service::AuthService;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -102,17 +102,6 @@ enum Admin {
     },
 }
 
-fn init_tracing(config: &Config) {
-    let filter =
-        EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if config.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn org_id(text: &str) -> anyhow::Result<OrganizationId> {
     OrganizationId::parse(text).map_err(|e| anyhow::anyhow!("--org: {e}"))
 }
@@ -132,8 +121,25 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Runs an admin command; prints its result (JSON) on stdout once the
+/// database is closed, so that a closed pipe cannot cut a write short.
 async fn admin(config: &Config, cmd: Admin) -> anyhow::Result<()> {
     let store = open_store(config, false).await?;
+    let result = admin_command(config, &store, cmd).await;
+    store.close().await;
+    print_out(&result?);
+    Ok(())
+}
+
+async fn admin_command(
+    config: &Config,
+    store: &switchyard_store::Store,
+    cmd: Admin,
+) -> anyhow::Result<String> {
+    use serde_json::json;
+    fn pretty<T: serde::Serialize>(value: T) -> serde_json::Result<String> {
+        serde_json::to_string_pretty(&value)
+    }
     let secret = switchyard::bootstrap::jwt_secret(config)?;
     let auth = AuthService::new(
         store.clone(),
@@ -143,11 +149,8 @@ async fn admin(config: &Config, cmd: Admin) -> anyhow::Result<()> {
     let fail = |e: switchyard_service::Error| {
         anyhow::anyhow!("{} ({})", e.message, e.param.unwrap_or_default())
     };
-    match cmd {
-        Admin::CreateOrg { name } => {
-            let org = store.create_organization(name.trim()).await?;
-            println!("{}", serde_json::to_string_pretty(&org)?);
-        }
+    Ok(match cmd {
+        Admin::CreateOrg { name } => pretty(store.create_organization(name.trim()).await?)?,
         Admin::CreateUser {
             org,
             email,
@@ -163,12 +166,7 @@ async fn admin(config: &Config, cmd: Admin) -> anyhow::Result<()> {
                 .await
                 .map_err(fail)?;
             store.add_membership(org.id, user.id, role).await?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(
-                    &serde_json::json!({"user": user, "organization_id": org.id, "role": role})
-                )?
-            );
+            pretty(json!({"user": user, "organization_id": org.id, "role": role}))?
         }
         Admin::CreateApiKey { org, name } => {
             let org = store.get_organization(org_id(&org)?).await?;
@@ -176,30 +174,19 @@ async fn admin(config: &Config, cmd: Admin) -> anyhow::Result<()> {
                 .create_api_key(org.id, name, None, None, None)
                 .await
                 .map_err(fail)?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"api_key": key, "key": secret}))?
-            );
             eprintln!("The key is shown only now; store it safely.");
+            pretty(json!({"api_key": key, "key": secret}))?
         }
-        Admin::ListOrgs => println!(
-            "{}",
-            serde_json::to_string_pretty(&store.list_organizations().await?)?
-        ),
+        Admin::ListOrgs => pretty(store.list_organizations().await?)?,
         Admin::ListUsers { org } => {
             let users = store.list_users(org_id(&org)?).await?;
             let rows: Vec<_> = users
                 .into_iter()
-                .map(|(u, r)| serde_json::json!({"user": u, "role": r}))
+                .map(|(u, r)| json!({"user": u, "role": r}))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&rows)?);
+            pretty(rows)?
         }
-        Admin::ListApiKeys { org } => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&store.list_api_keys(org_id(&org)?).await?)?
-            )
-        }
+        Admin::ListApiKeys { org } => pretty(store.list_api_keys(org_id(&org)?).await?)?,
         Admin::SetRecordingRetention { org, days } => {
             let org = store.get_organization(org_id(&org)?).await?;
             let days = match days.trim() {
@@ -215,18 +202,13 @@ async fn admin(config: &Config, cmd: Admin) -> anyhow::Result<()> {
             };
             store.set_recording_retention(org.id, days).await?;
             let effective = days.unwrap_or(config.recording_retention_days);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "organization_id": org.id,
-                    "recording_retention_days": days,
-                    "effective_days": effective,
-                }))?
-            );
+            pretty(json!({
+                "organization_id": org.id,
+                "recording_retention_days": days,
+                "effective_days": effective,
+            }))?
         }
-    }
-    store.close().await;
-    Ok(())
+    })
 }
 
 #[tokio::main]
@@ -234,21 +216,21 @@ async fn main() -> anyhow::Result<()> {
     switchyard::private_files::restrict_umask();
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
-    init_tracing(&config);
+    switchyard::logging::init(&config);
     match cli.command {
         Command::Serve => {
             let server = RunningServer::start(&config).await?;
-            println!(
+            notice(&format!(
                 "Switchyard listening on http://{} (API docs at /docs)",
                 server.addr
-            );
+            ));
             shutdown_signal().await;
             tracing::info!("shutting down");
             server.stop().await;
         }
         Command::Migrate => {
             let store = open_store(&config, false).await?;
-            println!("migrations applied ({:?})", store.backend());
+            print_out(&format!("migrations applied ({:?})", store.backend()));
             store.close().await;
         }
         Command::Bench(Bench::Api(args)) => switchyard::bench::run_api(&config, args).await?,

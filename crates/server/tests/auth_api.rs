@@ -502,3 +502,122 @@ async fn refused_credentials_are_rate_limited_per_client() {
     assert_eq!(srv.get("/calls").await.status, StatusCode::OK);
     srv.stop().await;
 }
+
+/// A client bound to `ip` (any 127.0.0.0/8 address reaches the server on
+/// loopback), so tests can log in from several client addresses.
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<std::net::IpAddr>().ok())
+        .build()
+        .expect("client")
+}
+
+async fn login_from(srv: &TestServer, client: &reqwest::Client, password: &str) -> common::Resp {
+    srv.raw(
+        client
+            .post(format!("{}/auth/login", srv.base))
+            .json(&json!({"email": OWNER_EMAIL, "password": password})),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_limited_per_account_and_address() {
+    let Some(srv) = TestServer::start_with(Backend::Sqlite, |c| {
+        c.login_max_failures = 3;
+        c.login_max_failures_per_account = 50;
+        c.login_max_failures_per_address = 50;
+        c.login_lockout_seconds = 1;
+        c.login_lockout_max_seconds = 8;
+        c.login_failure_window_seconds = 60;
+    })
+    .await
+    else {
+        return;
+    };
+    let attacker = client_from("127.0.0.1");
+    let user = client_from("127.0.0.2");
+    let password = srv.owner_password.clone();
+    for _ in 0..3 {
+        login_from(&srv, &attacker, "wrong-password")
+            .await
+            .assert_error(401, "not_authenticated");
+    }
+    // The fourth is refused before the password is looked at, even the right one.
+    for guess in ["wrong-password", password.as_str()] {
+        let r = login_from(&srv, &attacker, guess).await;
+        r.assert_error(429, "rate_limit_exceeded");
+        let retry: u64 = r
+            .header("retry-after")
+            .expect("Retry-After")
+            .parse()
+            .unwrap();
+        assert_eq!(retry, 1, "the first lock is login_lockout_seconds");
+    }
+    // The real user, from another address, is not locked out.
+    let r = login_from(&srv, &user, &password).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // The lock lifts after its time; the next failure locks for twice as long.
+    common::eventually(Duration::from_secs(10), || async {
+        let r = login_from(&srv, &attacker, "wrong-password").await;
+        (r.status == StatusCode::UNAUTHORIZED).then_some(())
+    })
+    .await;
+    let r = login_from(&srv, &attacker, &password).await;
+    r.assert_error(429, "rate_limit_exceeded");
+    assert_eq!(r.header("retry-after"), Some("2"), "{:?}", r.headers);
+    let ok = common::eventually(Duration::from_secs(10), || async {
+        let r = login_from(&srv, &attacker, &password).await;
+        (r.status == StatusCode::OK).then_some(r)
+    })
+    .await;
+    assert!(ok.body["access_token"].is_string());
+    // A success clears that address's count: three more tries before a lock.
+    for _ in 0..3 {
+        login_from(&srv, &attacker, "wrong-password")
+            .await
+            .assert_error(401, "not_authenticated");
+    }
+    login_from(&srv, &attacker, "wrong-password")
+        .await
+        .assert_error(429, "rate_limit_exceeded");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guess_spread_over_addresses_does_not_lock_out_a_known_address() {
+    let Some(srv) = TestServer::start_with(Backend::Sqlite, |c| {
+        c.login_max_failures = 100;
+        c.login_max_failures_per_account = 4;
+        c.login_max_failures_per_address = 100;
+        c.login_lockout_seconds = 30;
+        c.login_lockout_max_seconds = 60;
+    })
+    .await
+    else {
+        return;
+    };
+    let password = srv.owner_password.clone();
+    let user = client_from("127.0.0.2");
+    assert_eq!(
+        login_from(&srv, &user, &password).await.status,
+        StatusCode::OK
+    );
+    for i in 10..14 {
+        login_from(
+            &srv,
+            &client_from(&format!("127.0.0.{i}")),
+            "wrong-password",
+        )
+        .await
+        .assert_error(401, "not_authenticated");
+    }
+    // A new address is refused (the account is under attack)...
+    let r = login_from(&srv, &client_from("127.0.0.20"), &password).await;
+    r.assert_error(429, "rate_limit_exceeded");
+    assert!(r.header("retry-after").is_some());
+    // ...the address that signed in before is not.
+    let r = login_from(&srv, &user, &password).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    srv.stop().await;
+}

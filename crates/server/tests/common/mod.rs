@@ -141,6 +141,9 @@ pub fn base_config(dir: &std::path::Path) -> Config {
         rate_limit_burst: 10_000,
         call_create_per_second: 10_000,
         call_create_burst: 10_000,
+        login_max_failures: 10_000,
+        login_max_failures_per_account: 10_000,
+        login_max_failures_per_address: 10_000,
         // The control-plane tests drive calls' statuses themselves: the SIP
         // engine is off unless a test turns it on (then on its own port;
         // RTP ports are shared and skipped when another test holds them).
