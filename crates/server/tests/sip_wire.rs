@@ -1,7 +1,8 @@
 //! What our SIP messages carry, read off the wire by a real peer (SIPp as
 //! the trunk, every message it received from `-trace_msg`): addresses built
 //! from parsed parts and no header we did not mean to send (issue 11
-//! item 1).
+//! item 1); our own host in Call-IDs, no third party's domain anywhere
+//! (item 15).
 
 mod common;
 
@@ -206,4 +207,114 @@ async fn a_stored_destination_outside_the_grammar_is_never_sent() {
         run.messages
     );
     srv.stop().await;
+}
+
+/// The trunk's digest realm (it comes back in our answer).
+const REALM: &str = "sipp.test";
+
+/// Challenged, then answered, then hung up by the API: INVITE, ACK (of the
+/// 401), INVITE, ACK, BYE reach the trunk.
+fn challenge_answer_bye() -> String {
+    let challenge = format!(
+        "WWW-Authenticate: Digest realm=\"{REALM}\", nonce=\"n[pid]x[call_number]\", algorithm=MD5, qop=\"auth\"\n"
+    );
+    sc::doc(
+        "answer",
+        &[
+            sc::recv_invite(),
+            sc::respond(401, "Unauthorized", &challenge, false),
+            sc::recv("ACK"),
+            sc::recv_invite(),
+            sc::respond(200, "OK", "", true),
+            sc::recv("ACK"),
+            sc::recv("BYE"),
+            sc::ok_in_dialog(),
+        ]
+        .concat(),
+    )
+}
+
+/// The names in `text` that look like DNS names (a dot, and a last label
+/// that starts with a letter), e.g. `restsend.com`.
+fn domain_names(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+        .map(|t| t.trim_matches('.'))
+        .filter(|t| {
+            t.contains('.')
+                && t.rsplit('.').next().is_some_and(|top| {
+                    top.len() >= 2 && top.starts_with(|c: char| c.is_ascii_alphabetic())
+                })
+        })
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// Runs one challenged, answered and hung-up call and returns every
+/// message the trunk received.
+async fn messages_of_one_call(sip_domain: Option<&str>) -> Option<Vec<String>> {
+    let domain = sip_domain.map(str::to_owned);
+    let srv = engine_server(|c| c.sip_domain = domain).await?;
+    let peer = Sipp::uas("answer", &challenge_answer_bye(), Transport::Udp, 1);
+    trunk_to(
+        &srv,
+        &peer,
+        json!({"username": "alice", "password": "secret"}),
+        FROM,
+    )
+    .await;
+    let call = srv.create_call(json!({"to_number": "+14155552671"})).await;
+    let id = call["id"].as_str().unwrap().to_owned();
+    let live = wait_status(&srv, &id, &["IN_PROGRESS", "FAILED"]).await;
+    assert_eq!(live["status"], "IN_PROGRESS", "{live}");
+    srv.post(&format!("/calls/{id}/end"), json!({})).await;
+    wait_status(&srv, &id, &["COMPLETED"]).await;
+    let run = peer.finish(Duration::from_secs(10)).await;
+    run.assert_success();
+    srv.stop().await;
+    let got = received(&run.messages);
+    let methods: Vec<&str> = got
+        .iter()
+        .map(|m| m.split(' ').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        methods,
+        ["INVITE", "ACK", "INVITE", "ACK", "BYE"],
+        "{}",
+        run.messages
+    );
+    Some(got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_ids_name_sip_domain_and_no_foreign_domain_reaches_the_trunk() {
+    let Some(got) = messages_of_one_call(Some("switchyard.test")).await else {
+        return;
+    };
+    for m in &got {
+        assert!(!m.to_ascii_lowercase().contains("restsend"), "{m}");
+        let call_id = header(m, "Call-ID").unwrap_or_else(|| panic!("no Call-ID in {m}"));
+        assert!(call_id.ends_with("@switchyard.test"), "{call_id}");
+        for name in domain_names(m) {
+            // Ours, or the trunk's own realm in our digest answer.
+            assert!(
+                name == "switchyard.test" || name == REALM,
+                "a foreign domain {name} in:\n{m}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_ids_name_the_advertised_address_by_default() {
+    let Some(got) = messages_of_one_call(None).await else {
+        return;
+    };
+    for m in &got {
+        assert!(!m.to_ascii_lowercase().contains("restsend"), "{m}");
+        let call_id = header(m, "Call-ID").unwrap_or_else(|| panic!("no Call-ID in {m}"));
+        assert!(call_id.ends_with("@127.0.0.1"), "{call_id}");
+        for name in domain_names(m) {
+            assert_eq!(name, REALM, "a foreign domain in:\n{m}");
+        }
+    }
 }

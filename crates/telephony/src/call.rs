@@ -786,6 +786,12 @@ fn invite_option(
         content_type: Some("application/sdp".into()),
         offer: Some(sdp::offer(local).into_bytes()),
         contact: contact(engine)?,
+        // Our own host, not rsipstack's default (a third party's domain).
+        call_id: Some(format!(
+            "{}@{}",
+            rsipstack::transaction::make_uuid_v4(),
+            engine.sip_domain
+        )),
         credential,
         headers: Some(vec![
             Header::Other("X-Switchyard-Call-Id".into(), call.id.to_string()),

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use rsipstack::EndpointBuilder;
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::sip::{Method, StatusCode};
+use rsipstack::transaction::endpoint::EndpointOption;
 use rsipstack::transaction::{Endpoint, TransactionReceiver};
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::udp::UdpConnection;
@@ -40,6 +41,9 @@ pub struct EngineConfig {
     /// The address peers should use for us (Contact, Via, SDP `c=`), when
     /// it differs from the bind address (NAT, 0.0.0.0).
     pub advertised_ip: Option<IpAddr>,
+    /// Our host in what we generate (the Call-IDs); `None`: the advertised
+    /// address (never rsipstack's default, a third party's domain).
+    pub sip_domain: Option<String>,
     /// Where RTP sockets bind.
     pub rtp_bind_ip: IpAddr,
     pub rtp_port_first: u16,
@@ -161,6 +165,8 @@ pub(crate) struct Inner {
     pub held: Mutex<HashMap<CallId, HeldCall>>,
     /// Our SIP address as peers see it.
     pub sip_addr: SocketAddr,
+    /// The host our Call-IDs name (`sip_domain`, or the advertised IP).
+    pub sip_domain: String,
     dispatching: tokio::sync::Mutex<()>,
     cancel: CancellationToken,
     /// Every task the engine starts, so that shutdown can wait for them
@@ -184,7 +190,15 @@ impl Engine {
         let transport = TransportLayer::new(cancel.child_token());
         let bound = bind_udp_and_tcp(&cfg, &transport, &cancel).await?;
         let advertised = SocketAddr::new(cfg.advertised_ip.unwrap_or(bound.ip()), bound.port());
+        let sip_domain = cfg
+            .sip_domain
+            .clone()
+            .unwrap_or_else(|| advertised.ip().to_string());
         let endpoint = EndpointBuilder::new()
+            .with_option(EndpointOption {
+                callid_suffix: Some(sip_domain.clone()),
+                ..EndpointOption::default()
+            })
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transport)
             .with_user_agent(concat!("Switchyard/", env!("CARGO_PKG_VERSION")))
@@ -208,6 +222,7 @@ impl Engine {
             media,
             held: Mutex::new(HashMap::new()),
             sip_addr: advertised,
+            sip_domain,
             dispatching: tokio::sync::Mutex::new(()),
             cancel,
             tasks: TaskTracker::new(),
