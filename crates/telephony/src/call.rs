@@ -253,6 +253,14 @@ async fn run_outbound(
             return (Ending::failed("invalid_destination"), None);
         }
     };
+    // For SHA-512-256 challenges, which rsipstack cannot answer itself;
+    // forgotten when the call ends.
+    let _digest_password = match (&option.call_id, &option.credential) {
+        (Some(call_id), Some(credential)) => {
+            Some(engine.digest.register(call_id, &credential.password))
+        }
+        _ => None,
+    };
     let (state_tx, mut state_rx) = engine.dialogs.new_dialog_state_channel();
     let (dialog, mut invite) = match engine.dialogs.do_invite_async(option, state_tx) {
         Ok(d) => d,

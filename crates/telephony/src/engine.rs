@@ -167,6 +167,9 @@ pub(crate) struct Inner {
     pub sip_addr: SocketAddr,
     /// The host our Call-IDs name (`sip_domain`, or the advertised IP).
     pub sip_domain: String,
+    /// The endpoint's inspector: calls register their digest password here
+    /// (SHA-512-256 answers are computed there).
+    pub digest: crate::digest_spelling::DigestSpelling,
     dispatching: tokio::sync::Mutex<()>,
     cancel: CancellationToken,
     /// Every task the engine starts, so that shutdown can wait for them
@@ -194,6 +197,7 @@ impl Engine {
             .sip_domain
             .clone()
             .unwrap_or_else(|| advertised.ip().to_string());
+        let digest = crate::digest_spelling::DigestSpelling::default();
         let endpoint = EndpointBuilder::new()
             .with_option(EndpointOption {
                 callid_suffix: Some(sip_domain.clone()),
@@ -202,7 +206,7 @@ impl Engine {
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transport)
             .with_user_agent(concat!("Switchyard/", env!("CARGO_PKG_VERSION")))
-            .with_inspector(Box::new(crate::digest_spelling::DigestSpelling))
+            .with_inspector(Box::new(digest.clone()))
             .build();
         let incoming = endpoint.incoming_transactions()?;
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
@@ -223,6 +227,7 @@ impl Engine {
             held: Mutex::new(HashMap::new()),
             sip_addr: advertised,
             sip_domain,
+            digest,
             dispatching: tokio::sync::Mutex::new(()),
             cancel,
             tasks: TaskTracker::new(),
