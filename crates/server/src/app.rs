@@ -65,6 +65,7 @@ async fn start_engine(
     let engine_config = EngineConfig {
         sip_bind: addrs.sip,
         advertised_ip: addrs.advertised,
+        sip_domain: addrs.domain,
         rtp_bind_ip: addrs.rtp,
         rtp_port_first: config.rtp_port_min,
         rtp_port_last: config.rtp_port_max,

@@ -46,6 +46,9 @@ pub struct Config {
     /// The IP peers should reach us at (Contact, Via, SDP), when it is not
     /// the bind address (behind NAT, or bound to 0.0.0.0).
     pub sip_advertised_ip: Option<String>,
+    /// Our host in what we generate (the Call-IDs): a host name or an IP
+    /// address; default: the advertised address.
+    pub sip_domain: Option<String>,
     /// Where RTP binds; default: the SIP bind address's IP.
     pub rtp_ip: Option<String>,
     pub rtp_port_min: u16,
@@ -180,6 +183,7 @@ const ENV_KEYS: &[&str] = &[
     "sip_enabled",
     "sip_addr",
     "sip_advertised_ip",
+    "sip_domain",
     "rtp_ip",
     "rtp_port_min",
     "rtp_port_max",
@@ -239,6 +243,7 @@ impl Default for Config {
             sip_enabled: true,
             sip_addr: "127.0.0.1:5060".into(),
             sip_advertised_ip: None,
+            sip_domain: None,
             rtp_ip: None,
             rtp_port_min: 20000,
             rtp_port_max: 29999,
@@ -442,6 +447,8 @@ pub struct EngineAddresses {
     pub sip: std::net::SocketAddr,
     pub advertised: Option<std::net::IpAddr>,
     pub rtp: std::net::IpAddr,
+    /// `sip_domain`, checked to be a host name or an IP address.
+    pub domain: Option<String>,
 }
 
 impl Config {
@@ -468,10 +475,24 @@ impl Config {
                 "configuration: sip_addr {sip} listens on every interface; set sip_advertised_ip to the address peers should use"
             );
         }
+        let domain = self
+            .sip_domain
+            .as_deref()
+            .map(|d| {
+                switchyard_domain::SipHost::parse_field(d)
+                    .map(|_| d.to_owned())
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "configuration: sip_domain must be a host name or an IP address (got {d:?})"
+                        )
+                    })
+            })
+            .transpose()?;
         Ok(EngineAddresses {
             sip,
             advertised,
             rtp,
+            domain,
         })
     }
 }
@@ -536,5 +557,23 @@ mod tests {
                 .check("127.0.0.1".parse().unwrap())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn sip_domain_is_a_host() {
+        let with = |d: &str| Config {
+            sip_domain: Some(d.into()),
+            ..Config::default()
+        };
+        for ok in ["sip.example.com", "10.0.0.1", "::1", "[2001:db8::1]"] {
+            assert_eq!(
+                with(ok).engine_addresses().unwrap().domain.as_deref(),
+                Some(ok)
+            );
+        }
+        for bad in ["", "a b", "x.com>", "-x.com", "x.com:5060"] {
+            assert!(with(bad).engine_addresses().is_err(), "{bad:?}");
+        }
+        assert_eq!(Config::default().engine_addresses().unwrap().domain, None);
     }
 }

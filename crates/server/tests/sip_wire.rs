@@ -1,7 +1,8 @@
 //! What our SIP messages carry, read off the wire by a real peer (SIPp as
 //! the trunk, every message it received from `-trace_msg`): addresses built
 //! from parsed parts and no header we did not mean to send (issue 11
-//! item 1).
+//! item 1); our own host in Call-IDs, no third party's domain anywhere
+//! (item 15); digest answers to SHA-512-256 challenges (item 19).
 
 mod common;
 
@@ -206,4 +207,269 @@ async fn a_stored_destination_outside_the_grammar_is_never_sent() {
         run.messages
     );
     srv.stop().await;
+}
+
+/// The trunk's digest realm (it comes back in our answer).
+const REALM: &str = "sipp.test";
+
+/// Challenged, then answered, then hung up by the API: INVITE, ACK (of the
+/// 401), INVITE, ACK, BYE reach the trunk.
+fn challenge_answer_bye() -> String {
+    let challenge = format!(
+        "WWW-Authenticate: Digest realm=\"{REALM}\", nonce=\"n[pid]x[call_number]\", algorithm=MD5, qop=\"auth\"\n"
+    );
+    sc::doc(
+        "answer",
+        &[
+            sc::recv_invite(),
+            sc::respond(401, "Unauthorized", &challenge, false),
+            sc::recv("ACK"),
+            sc::recv_invite(),
+            sc::respond(200, "OK", "", true),
+            sc::recv("ACK"),
+            sc::recv("BYE"),
+            sc::ok_in_dialog(),
+        ]
+        .concat(),
+    )
+}
+
+/// The names in `text` that look like DNS names (a dot, and a last label
+/// that starts with a letter), e.g. `restsend.com`.
+fn domain_names(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+        .map(|t| t.trim_matches('.'))
+        .filter(|t| {
+            t.contains('.')
+                && t.rsplit('.').next().is_some_and(|top| {
+                    top.len() >= 2 && top.starts_with(|c: char| c.is_ascii_alphabetic())
+                })
+        })
+        .map(str::to_ascii_lowercase)
+        .collect()
+}
+
+/// Runs one challenged, answered and hung-up call and returns every
+/// message the trunk received.
+async fn messages_of_one_call(sip_domain: Option<&str>) -> Option<Vec<String>> {
+    let domain = sip_domain.map(str::to_owned);
+    let srv = engine_server(|c| c.sip_domain = domain).await?;
+    let peer = Sipp::uas("answer", &challenge_answer_bye(), Transport::Udp, 1);
+    trunk_to(
+        &srv,
+        &peer,
+        json!({"username": "alice", "password": "secret"}),
+        FROM,
+    )
+    .await;
+    let call = srv.create_call(json!({"to_number": "+14155552671"})).await;
+    let id = call["id"].as_str().unwrap().to_owned();
+    let live = wait_status(&srv, &id, &["IN_PROGRESS", "FAILED"]).await;
+    assert_eq!(live["status"], "IN_PROGRESS", "{live}");
+    srv.post(&format!("/calls/{id}/end"), json!({})).await;
+    wait_status(&srv, &id, &["COMPLETED"]).await;
+    let run = peer.finish(Duration::from_secs(10)).await;
+    run.assert_success();
+    srv.stop().await;
+    let got = received(&run.messages);
+    let methods: Vec<&str> = got
+        .iter()
+        .map(|m| m.split(' ').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        methods,
+        ["INVITE", "ACK", "INVITE", "ACK", "BYE"],
+        "{}",
+        run.messages
+    );
+    Some(got)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_ids_name_sip_domain_and_no_foreign_domain_reaches_the_trunk() {
+    let Some(got) = messages_of_one_call(Some("switchyard.test")).await else {
+        return;
+    };
+    for m in &got {
+        assert!(!m.to_ascii_lowercase().contains("restsend"), "{m}");
+        let call_id = header(m, "Call-ID").unwrap_or_else(|| panic!("no Call-ID in {m}"));
+        assert!(call_id.ends_with("@switchyard.test"), "{call_id}");
+        for name in domain_names(m) {
+            // Ours, or the trunk's own realm in our digest answer.
+            assert!(
+                name == "switchyard.test" || name == REALM,
+                "a foreign domain {name} in:\n{m}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_ids_name_the_advertised_address_by_default() {
+    let Some(got) = messages_of_one_call(None).await else {
+        return;
+    };
+    for m in &got {
+        assert!(!m.to_ascii_lowercase().contains("restsend"), "{m}");
+        let call_id = header(m, "Call-ID").unwrap_or_else(|| panic!("no Call-ID in {m}"));
+        assert!(call_id.ends_with("@127.0.0.1"), "{call_id}");
+        for name in domain_names(m) {
+            assert_eq!(name, REALM, "a foreign domain in:\n{m}");
+        }
+    }
+}
+
+/// A trunk that challenges the INVITE (401 or 407) with `algorithm`, then
+/// answers the retry with 200 when `accept`, or challenges it again. SIPp
+/// 3.6 verifies MD5 only: the test checks the digest itself
+/// ([`digest_is_valid`]).
+fn challenge(code: u16, algorithm: &str, accept: bool) -> String {
+    let (reason, header) = match code {
+        401 => ("Unauthorized", "WWW-Authenticate"),
+        _ => ("Proxy Authentication Required", "Proxy-Authenticate"),
+    };
+    let challenge = format!(
+        "{header}: Digest realm=\"{REALM}\", nonce=\"n[pid]x[call_number]\", algorithm={algorithm}, qop=\"auth\"\n"
+    );
+    let next = if accept { "<nop next=\"good\"/>\n" } else { "" };
+    sc::doc(
+        "challenge",
+        &[
+            sc::recv_invite(),
+            sc::respond(code, reason, &challenge, false),
+            sc::recv("ACK"),
+            sc::recv_invite(),
+            next.to_owned(),
+            sc::respond(code, reason, &challenge, false),
+            "<recv request=\"ACK\" next=\"done\"/>\n<label id=\"good\"/>\n".to_owned(),
+            sc::respond(200, "OK", "", true),
+            sc::recv("ACK"),
+            sc::recv("BYE"),
+            sc::ok_in_dialog(),
+            "<label id=\"done\"/>\n".to_owned(),
+        ]
+        .concat(),
+    )
+}
+
+/// The parameters of a digest answer (`Digest k=v, k="v", ...`).
+fn digest_params(line: &str) -> Vec<(String, String)> {
+    let rest = line
+        .split_once("Digest")
+        .map(|(_, r)| r)
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let mut rest = rest.trim_start_matches([' ', ',']);
+    while let Some((key, after)) = rest.split_once('=') {
+        let (value, after) = match after.strip_prefix('"') {
+            Some(q) => {
+                let end = q.find('"').expect("closing quote");
+                (&q[..end], &q[end + 1..])
+            }
+            None => {
+                let end = after.find(',').unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            }
+        };
+        out.push((key.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        rest = after.trim_start_matches([' ', ',']);
+    }
+    out
+}
+
+/// Whether the SHA-512-256 digest (RFC 7616 §3.4.1, qop=auth) in the
+/// retried INVITE's `header` is right for `password`.
+fn digest_is_valid(invite: &str, header_name: &str, password: &str) -> bool {
+    use sha2::Digest as _;
+    let line =
+        header(invite, header_name).unwrap_or_else(|| panic!("no {header_name} in {invite}"));
+    let params = digest_params(line);
+    let p = |name: &str| -> &str {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+    };
+    assert_eq!(p("algorithm"), "SHA-512-256", "{line}");
+    let h = |s: String| hex::encode(sha2::Sha512_256::digest(s.as_bytes()));
+    let ha1 = h(format!("{}:{}:{password}", p("username"), p("realm")));
+    let ha2 = h(format!("INVITE:{}", p("uri")));
+    let expected = h(format!(
+        "{ha1}:{}:{}:{}:{}:{ha2}",
+        p("nonce"),
+        p("nc"),
+        p("cnonce"),
+        p("qop")
+    ));
+    expected == p("response")
+}
+
+async fn sha512_256_digest(code: u16) {
+    let Some(srv) = engine_server(|_| {}).await else {
+        return;
+    };
+    let header_name = if code == 401 {
+        "Authorization"
+    } else {
+        "Proxy-Authorization"
+    };
+    for (i, (password, answered)) in [("secret", true), ("wrong", false)].into_iter().enumerate() {
+        let peer = Sipp::uas(
+            "challenge",
+            &challenge(code, "SHA-512-256", answered),
+            Transport::Udp,
+            1,
+        );
+        let number = format!("+1555000{:04}", 4000 + i);
+        trunk_to(
+            &srv,
+            &peer,
+            json!({"username": "alice", "password": password}),
+            &number,
+        )
+        .await;
+        let call = srv
+            .create_call(json!({"to_number": "+14155552671", "from_number": number}))
+            .await;
+        let id = call["id"].as_str().unwrap().to_owned();
+        let c = wait_status(&srv, &id, &["IN_PROGRESS", "FAILED"]).await;
+        if answered {
+            assert_eq!(c["status"], "IN_PROGRESS", "{c}");
+            srv.post(&format!("/calls/{id}/end"), json!({})).await;
+            wait_status(&srv, &id, &["COMPLETED"]).await;
+        } else {
+            assert_eq!(c["status"], "FAILED", "{c}");
+            assert_eq!(c["failure_reason"], "authentication_failed", "{c}");
+            assert_eq!(c["sip_status"], code, "{c}");
+        }
+        let run = peer.finish(Duration::from_secs(10)).await;
+        run.assert_success();
+        let got = received(&run.messages);
+        let invites: Vec<_> = got.iter().filter(|m| m.starts_with("INVITE ")).collect();
+        assert_eq!(
+            invites.len(),
+            2,
+            "one challenge, one retry: {}",
+            run.messages
+        );
+        assert!(header(invites[0], header_name).is_none());
+        assert_eq!(
+            digest_is_valid(invites[1], header_name, "secret"),
+            answered,
+            "{header_name} is a SHA-512-256 digest of alice/secret: {answered}\n{}",
+            invites[1]
+        );
+    }
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_401_sha512_256_with_good_and_bad_password() {
+    sha512_256_digest(401).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_407_sha512_256_with_good_and_bad_password() {
+    sha512_256_digest(407).await;
 }

@@ -268,6 +268,14 @@ async fn run_outbound(
             return (Ending::failed("invalid_destination"), None);
         }
     };
+    // For SHA-512-256 challenges, which rsipstack cannot answer itself;
+    // forgotten when the call ends.
+    let _digest_password = match (&option.call_id, &option.credential) {
+        (Some(call_id), Some(credential)) => {
+            Some(engine.digest.register(call_id, &credential.password))
+        }
+        _ => None,
+    };
     let (state_tx, mut state_rx) = engine.dialogs.new_dialog_state_channel();
     let (dialog, invite) = match engine.dialogs.do_invite_async(option, state_tx) {
         Ok(d) => d,
@@ -756,6 +764,12 @@ fn invite_option(
         content_type: Some("application/sdp".into()),
         offer: Some(sdp::offer(local).into_bytes()),
         contact: contact(engine)?,
+        // Our own host, not rsipstack's default (a third party's domain).
+        call_id: Some(format!(
+            "{}@{}",
+            rsipstack::transaction::make_uuid_v4(),
+            engine.sip_domain
+        )),
         credential,
         headers: Some(vec![
             Header::Other("X-Switchyard-Call-Id".into(), call.id.to_string()),

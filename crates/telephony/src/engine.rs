@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use rsipstack::EndpointBuilder;
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::sip::{Method, StatusCode};
+use rsipstack::transaction::endpoint::EndpointOption;
 use rsipstack::transaction::{Endpoint, TransactionReceiver};
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::udp::UdpConnection;
@@ -41,6 +42,9 @@ pub struct EngineConfig {
     /// The address peers should use for us (Contact, Via, SDP `c=`), when
     /// it differs from the bind address (NAT, 0.0.0.0).
     pub advertised_ip: Option<IpAddr>,
+    /// Our host in what we generate (the Call-IDs); `None`: the advertised
+    /// address (never rsipstack's default, a third party's domain).
+    pub sip_domain: Option<String>,
     /// Where RTP sockets bind.
     pub rtp_bind_ip: IpAddr,
     pub rtp_port_first: u16,
@@ -162,6 +166,11 @@ pub(crate) struct Inner {
     pub held: Mutex<HashMap<CallId, HeldCall>>,
     /// Our SIP address as peers see it.
     pub sip_addr: SocketAddr,
+    /// The host our Call-IDs name (`sip_domain`, or the advertised IP).
+    pub sip_domain: String,
+    /// The endpoint's inspector: calls register their digest password here
+    /// (SHA-512-256 answers are computed there).
+    pub digest: crate::digest_spelling::DigestSpelling,
     dispatching: tokio::sync::Mutex<()>,
     cancel: CancellationToken,
     /// Every task the engine starts, so that shutdown can wait for them
@@ -185,11 +194,20 @@ impl Engine {
         let transport = TransportLayer::new(cancel.child_token());
         let bound = bind_udp_and_tcp(&cfg, &transport, &cancel).await?;
         let advertised = SocketAddr::new(cfg.advertised_ip.unwrap_or(bound.ip()), bound.port());
+        let sip_domain = cfg
+            .sip_domain
+            .clone()
+            .unwrap_or_else(|| advertised.ip().to_string());
+        let digest = crate::digest_spelling::DigestSpelling::default();
         let endpoint = EndpointBuilder::new()
+            .with_option(EndpointOption {
+                callid_suffix: Some(sip_domain.clone()),
+                ..EndpointOption::default()
+            })
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transport)
             .with_user_agent(concat!("Switchyard/", env!("CARGO_PKG_VERSION")))
-            .with_inspector(Box::new(crate::digest_spelling::DigestSpelling))
+            .with_inspector(Box::new(digest.clone()))
             .build();
         let incoming = endpoint.incoming_transactions()?;
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
@@ -209,6 +227,8 @@ impl Engine {
             media,
             held: Mutex::new(HashMap::new()),
             sip_addr: advertised,
+            sip_domain,
+            digest,
             dispatching: tokio::sync::Mutex::new(()),
             cancel,
             tasks: TaskTracker::new(),
