@@ -5,6 +5,7 @@ mod error;
 mod extract;
 mod middleware;
 mod openapi;
+mod query_names;
 mod rate_limit;
 mod routes;
 
@@ -37,10 +38,15 @@ pub struct AppState {
 /// The whole application: API routes in both forms, health, metrics, docs.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = routes::api_router().split_for_parts();
-    let api = api.layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        middleware::authenticate,
-    ));
+    let api = api
+        .layer(axum::middleware::from_fn_with_state(
+            query_names::QueryNames::from_doc(&doc),
+            query_names::refuse_unknown,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authenticate,
+        ));
     let request_id = axum::http::HeaderName::from_static("x-request-id");
     Router::new()
         .nest("/api/v1", api.clone())

@@ -153,6 +153,26 @@ both_backends! {
         assert_eq!(srv.get("/calls").await.body["pagination"]["total_count"], 0, "no call was made");
     }
 
+    async fn unknown_query_parameters_are_422_naming_them(srv: TestServer) {
+        srv.with_route().await;
+        srv.create_call(json!({"to_number": "+14155552671"})).await;
+        // The parameter is call_direction: direction would silently list every call.
+        for path in ["/calls?direction=INBOUND", "/api/v1/calls?direction=INBOUND", "/calls?page=1&direction=INBOUND&status=QUEUED"] {
+            let r = srv.get(path).await;
+            assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("direction"), "{path}: {}", r.text);
+            assert!(r.body["error"]["message"].as_str().unwrap().contains("call_direction"), "the message lists the known ones: {}", r.text);
+        }
+        let r = srv.get("/calls?call_direction=INBOUND").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.body["pagination"]["total_count"], 0);
+        let r = srv.post("/calls?dry_run=true", json!({"to_number": "+14155552671"})).await;
+        assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("dry_run"), "{}", r.text);
+        assert_eq!(srv.get("/calls").await.body["pagination"]["total_count"], 1, "nothing was created");
+        // Without credentials the answer is still 401: authentication comes first.
+        let r = srv.raw(srv.http.get(format!("{}/calls?direction=INBOUND", srv.base))).await;
+        r.assert_error(401, "not_authenticated");
+    }
+
     async fn both_path_forms_answer(srv: TestServer) {
         srv.with_route().await;
         let call = srv.create_call(json!({"to_number": "+14155552671"})).await;
