@@ -6,6 +6,7 @@ mod extract;
 pub mod login_limit;
 mod middleware;
 mod openapi;
+mod query_names;
 mod rate_limit;
 mod routes;
 
@@ -45,10 +46,15 @@ async fn root() -> axum::response::Redirect {
 /// The whole application: API routes in both forms, health, metrics, docs.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = routes::api_router().split_for_parts();
-    let api = api.layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        middleware::authenticate,
-    ));
+    let api = api
+        .layer(axum::middleware::from_fn_with_state(
+            query_names::QueryNames::from_doc(&doc),
+            query_names::refuse_unknown,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authenticate,
+        ));
     let request_id = axum::http::HeaderName::from_static("x-request-id");
     Router::new()
         .nest("/api/v1", api.clone())

@@ -110,6 +110,69 @@ both_backends! {
         }
     }
 
+    async fn arrays_and_repeated_keys_are_422_on_every_body(srv: TestServer) {
+        srv.with_route().await;
+        let token = srv.owner_token().await;
+        let load = srv.post("/loads", json!({"load_number": "ARR", "equipment_type": "VAN", "stops": [{}, {}]})).await;
+        let load_path = format!("/loads/{}", load.body["load_id"].as_str().unwrap());
+        let trunk = srv.get("/sip-trunks").await.body[0]["id"].as_str().unwrap().to_owned();
+        let number = srv.get("/phone-numbers").await.body[0]["id"].as_str().unwrap().to_owned();
+        let send = |method: Method, path: String, body: &'static str| {
+            let req = srv.http.request(method, format!("{}{path}", srv.base)).header("Content-Type", "application/json").body(body);
+            let req = if path.starts_with("/api-keys") { req.bearer_auth(&token) } else { req.header("X-API-Key", &srv.api_key) };
+            srv.raw(req)
+        };
+        let cases: Vec<(Method, String, &'static str, &'static str)> = vec![
+            // Fields by position.
+            (Method::POST, "/calls".into(), r#"["+14155552671"]"#, "body"),
+            (Method::POST, "/auth/login".into(), r#"["owner@example.com", "x"]"#, "body"),
+            (Method::POST, "/api-keys".into(), r#"["k"]"#, "body"),
+            (Method::POST, "/loads".into(), r#"["L", null, "VAN"]"#, "body"),
+            (Method::PATCH, load_path.clone(), r#"[1]"#, "body"),
+            (Method::POST, "/sip-trunks".into(), r#"["t", "127.0.0.1"]"#, "body"),
+            (Method::PATCH, format!("/sip-trunks/{trunk}"), r#"["t"]"#, "body"),
+            (Method::POST, "/phone-numbers".into(), r#"["+15550001001", "trk"]"#, "body"),
+            (Method::PATCH, format!("/phone-numbers/{number}"), r#"[null, true]"#, "body"),
+            (Method::POST, "/webhooks/endpoints".into(), r#"["http://127.0.0.1:9/h", ["call.created"]]"#, "body"),
+            (Method::POST, "/webhooks/messages/msg_550e8400-e29b-41d4-a716-446655440000/replay".into(), r#"["ep_550e8400-e29b-41d4-a716-446655440000"]"#, "body"),
+            // Nested objects too.
+            (Method::POST, "/calls".into(), r#"{"to_number": "+14155552671", "agent": ["be brief"]}"#, "agent"),
+            (Method::POST, "/loads".into(), r#"{"load_number": "L", "equipment_type": "VAN", "stops": [{}, {}], "driver": ["Driver", "Ann"]}"#, "driver"),
+            (Method::PATCH, load_path.clone(), r#"{"carrier_rep": ["CarrierSalesRep"]}"#, "carrier_rep"),
+            // A key given twice (the last would win).
+            (Method::POST, "/calls".into(), r#"{"to_number": "+14155552671", "to_number": "+14155550000"}"#, "to_number"),
+            (Method::POST, "/calls".into(), r#"{"to_number": "+14155552671", "metadata": {"a": 1, "a": 2}}"#, "metadata.a"),
+            (Method::POST, "/auth/login".into(), r#"{"email": "a@example.com", "password": "x", "email": "b@example.com"}"#, "email"),
+            (Method::PATCH, load_path.clone(), r#"{"weight": 1, "weight": 2}"#, "weight"),
+            (Method::POST, "/sip-trunks".into(), r#"{"name": "t", "host": "127.0.0.1", "host": "10.0.0.1"}"#, "host"),
+        ];
+        for (method, path, body, param) in cases {
+            let r = send(method.clone(), path.clone(), body).await;
+            assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some(param), "{method} {path} {body}: {}", r.text);
+        }
+        assert_eq!(srv.get("/calls").await.body["pagination"]["total_count"], 0, "no call was made");
+    }
+
+    async fn unknown_query_parameters_are_422_naming_them(srv: TestServer) {
+        srv.with_route().await;
+        srv.create_call(json!({"to_number": "+14155552671"})).await;
+        // The parameter is call_direction: direction would silently list every call.
+        for path in ["/calls?direction=INBOUND", "/api/v1/calls?direction=INBOUND", "/calls?page=1&direction=INBOUND&status=QUEUED"] {
+            let r = srv.get(path).await;
+            assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("direction"), "{path}: {}", r.text);
+            assert!(r.body["error"]["message"].as_str().unwrap().contains("call_direction"), "the message lists the known ones: {}", r.text);
+        }
+        let r = srv.get("/calls?call_direction=INBOUND").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(r.body["pagination"]["total_count"], 0);
+        let r = srv.post("/calls?dry_run=true", json!({"to_number": "+14155552671"})).await;
+        assert_eq!(r.assert_error(422, "validation_error").as_deref(), Some("dry_run"), "{}", r.text);
+        assert_eq!(srv.get("/calls").await.body["pagination"]["total_count"], 1, "nothing was created");
+        // Without credentials the answer is still 401: authentication comes first.
+        let r = srv.raw(srv.http.get(format!("{}/calls?direction=INBOUND", srv.base))).await;
+        r.assert_error(401, "not_authenticated");
+    }
+
     async fn both_path_forms_answer(srv: TestServer) {
         srv.with_route().await;
         let call = srv.create_call(json!({"to_number": "+14155552671"})).await;

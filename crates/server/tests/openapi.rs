@@ -133,6 +133,61 @@ async fn the_document_lists_exactly_the_routes_served() {
     srv.stop().await;
 }
 
+/// Every documented operation refuses a query parameter it does not
+/// document (422 naming it), under both path forms, and takes those it does.
+#[tokio::test]
+async fn every_operation_refuses_unknown_query_parameters() {
+    let Some(srv) = TestServer::start(Backend::Sqlite).await else {
+        return;
+    };
+    let token = srv.owner_token().await;
+    let doc = serde_json::to_value(switchyard_api::openapi()).unwrap();
+    for (method, path) in operations(&doc) {
+        let concrete = concrete_path(&path);
+        let documented: Vec<String> = doc["paths"][&path][&method]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        for prefix in ["", "/api/v1"] {
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let send = |query: String| {
+                let req = srv
+                    .http
+                    .request(m.clone(), format!("{}{prefix}{concrete}?{query}", srv.base))
+                    .bearer_auth(&token)
+                    .json(&serde_json::json!({}));
+                srv.raw(req)
+            };
+            let what = format!("{method} {prefix}{concrete}");
+            let r = send("page=1&not_a_param=1".into()).await;
+            let unknown = if documented.iter().any(|d| d == "page") {
+                "not_a_param"
+            } else {
+                "page"
+            };
+            assert_eq!(
+                r.assert_error(422, "validation_error").as_deref(),
+                Some(unknown),
+                "{what}: {}",
+                r.text
+            );
+            // A documented parameter is never refused for its name.
+            for name in &documented {
+                let r = send(format!("{name}=")).await;
+                let refused = r.status == StatusCode::UNPROCESSABLE_ENTITY
+                    && r.body["error"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("unknown query parameter"));
+                assert!(!refused, "{what} refused its own {name}: {}", r.text);
+            }
+        }
+    }
+    srv.stop().await;
+}
+
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
 /// The path with each `{param}` replaced by an ID of the right kind.

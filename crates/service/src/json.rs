@@ -9,10 +9,13 @@
 //! Fields that must be one line (names, numbers, URIs, hosts) refuse TAB,
 //! LF and CR in their own validation (`validate::text`).
 
+use std::cell::RefCell;
 use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::de::value::{BorrowedStrDeserializer, MapAccessDeserializer};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Unexpected, Visitor,
+};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, ErrorCode, Result};
@@ -37,25 +40,33 @@ pub(crate) fn param_of(path: &serde_path_to_error::Path) -> String {
     if path == "." { "body".to_owned() } else { path }
 }
 
-/// Reads a request body. Malformed JSON is 422 with `param` = `body`;
-/// a refused character is 422 naming the field that holds it.
+/// Reads a request body. Malformed JSON is 422 with `param` = `body`; a
+/// refused character, or a key given twice in one object (serde_json
+/// would keep the last), is 422 naming the field.
 pub fn parse(bytes: &[u8]) -> Result<Value> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize::<_, Checked>(&mut de)
-        .map_err(|e| {
-            let inner = e.inner();
-            if inner.is_data() {
-                // One of ours (a refused character): the message without
-                // serde_json's position suffix, the field as `param`.
-                let suffix = format!(" at line {} column {}", inner.line(), inner.column());
-                let text = inner.to_string();
-                let message = text.strip_suffix(&suffix).unwrap_or(&text).to_owned();
-                Error::validation(param_of(e.path()), message)
-            } else {
-                malformed(inner)
-            }
-        })?
-        .0;
+    let duplicate = RefCell::new(None);
+    let mut track = serde_path_to_error::Track::new();
+    let read = Checked(&duplicate)
+        .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track));
+    let value = match read {
+        Ok(value) => value,
+        Err(e) if e.is_data() => {
+            // One of ours: the message without serde_json's position
+            // suffix, the field as `param`.
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            let text = e.to_string();
+            let message = text.strip_suffix(&suffix).unwrap_or(&text).to_owned();
+            let container = param_of(&track.path());
+            let param = match duplicate.take() {
+                Some(key) if container == "body" => key,
+                Some(key) => format!("{container}.{key}"),
+                None => container,
+            };
+            return Err(Error::validation(param, message));
+        }
+        Err(e) => return Err(malformed(&e)),
+    };
     de.end().map_err(|e| malformed(&e))?;
     Ok(value)
 }
@@ -64,16 +75,19 @@ fn malformed(e: &serde_json::Error) -> Error {
     Error::new(ErrorCode::ValidationError, format!("Malformed JSON: {e}")).with_param("body")
 }
 
-/// A JSON value whose every string and key passed [`forbidden_char`].
-struct Checked(Value);
+/// Reads any JSON value whose every string and key passes
+/// [`forbidden_char`] and whose objects name each key once (the key given
+/// twice is left in the cell, so that `param` can name it).
+#[derive(Clone, Copy)]
+struct Checked<'c>(&'c RefCell<Option<String>>);
 
-impl<'de> Deserialize<'de> for Checked {
-    fn deserialize<D: de::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        d.deserialize_any(CheckedVisitor).map(Checked)
+impl<'de> DeserializeSeed<'de> for Checked<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> std::result::Result<Value, D::Error> {
+        d.deserialize_any(self)
     }
 }
-
-struct CheckedVisitor;
 
 fn checked_text<E: de::Error>(text: &str) -> std::result::Result<(), E> {
     match forbidden_char(text) {
@@ -82,7 +96,7 @@ fn checked_text<E: de::Error>(text: &str) -> std::result::Result<(), E> {
     }
 }
 
-impl<'de> Visitor<'de> for CheckedVisitor {
+impl<'de> Visitor<'de> for Checked<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -126,7 +140,7 @@ impl<'de> Visitor<'de> for CheckedVisitor {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(Checked(item)) = seq.next_element()? {
+        while let Some(item) = seq.next_element_seed(self)? {
             items.push(item);
         }
         Ok(Value::Array(items))
@@ -135,16 +149,197 @@ impl<'de> Visitor<'de> for CheckedVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            checked_text::<A::Error>(&key).map_err(|_| {
-                de::Error::custom(format!(
-                    "keys must not contain control characters (key {:?})",
-                    key.escape_debug().to_string()
-                ))
-            })?;
-            let Checked(value) = map.next_value()?;
+            if forbidden_char(&key).is_some() {
+                return Err(de::Error::custom(format!(
+                    "keys must not contain control characters (key \"{}\")",
+                    key.escape_debug()
+                )));
+            }
+            if object.contains_key(&key) {
+                let message = format!("duplicate key \"{key}\"");
+                *self.0.borrow_mut() = Some(key);
+                return Err(de::Error::custom(message));
+            }
+            let value = map.next_value_seed(self)?;
             object.insert(key, value);
         }
         Ok(Value::Object(object))
+    }
+}
+
+/// Deserialises `T` from a parsed body, strictly: a struct is read from an
+/// object only (serde would otherwise take a JSON array's items as its
+/// fields, by position). A failure names the parameter at fault
+/// (`stops[0].location`, or the missing field's name).
+pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T> {
+    serde_path_to_error::deserialize::<_, T>(Strict(value)).map_err(|e| {
+        let message = e.inner().to_string();
+        let base = param_of(e.path());
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next());
+        let param = match (base.as_str(), missing) {
+            ("body", Some(field)) => field.to_owned(),
+            (base, Some(field)) => format!("{base}.{field}"),
+            (base, None) => base.to_owned(),
+        };
+        let message = if missing.is_some() {
+            "field required".to_owned()
+        } else {
+            message
+        };
+        Error::validation(param, message)
+    })
+}
+
+/// A deserializer over a parsed [`Value`] like serde_json's own, except
+/// that a struct must be an object.
+struct Strict<'a>(&'a Value);
+
+impl<'de> de::Deserializer<'de> for Strict<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Null => v.visit_unit(),
+            Value::Bool(b) => v.visit_bool(*b),
+            Value::Number(n) => {
+                if let Some(u) = n.as_u64() {
+                    v.visit_u64(u)
+                } else if let Some(i) = n.as_i64() {
+                    v.visit_i64(i)
+                } else {
+                    v.visit_f64(n.as_f64().unwrap_or(f64::NAN))
+                }
+            }
+            Value::String(s) => v.visit_borrowed_str(s),
+            Value::Array(items) => {
+                let mut seq = StrictSeq(items.iter());
+                let out = v.visit_seq(&mut seq)?;
+                match seq.0.len() {
+                    0 => Ok(out),
+                    _ => Err(de::Error::invalid_length(
+                        items.len(),
+                        &"fewer elements in array",
+                    )),
+                }
+            }
+            Value::Object(map) => v.visit_map(StrictMap {
+                entries: map.iter(),
+                value: None,
+            }),
+        }
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(
+        self,
+        v: V,
+    ) -> std::result::Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Null => v.visit_none(),
+            _ => v.visit_some(self),
+        }
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        v: V,
+    ) -> std::result::Result<V::Value, Self::Error> {
+        v.visit_newtype_struct(self)
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        v: V,
+    ) -> std::result::Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::Object(_) => self.deserialize_any(v),
+            Value::Array(_) => Err(de::Error::invalid_type(Unexpected::Seq, &v)),
+            _ => self.deserialize_any(v),
+        }
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        v: V,
+    ) -> std::result::Result<V::Value, Self::Error> {
+        match self.0 {
+            Value::String(s) => v.visit_enum(BorrowedStrDeserializer::new(s)),
+            Value::Object(map) if map.len() == 1 => {
+                v.visit_enum(MapAccessDeserializer::new(StrictMap {
+                    entries: map.iter(),
+                    value: None,
+                }))
+            }
+            _ => self.deserialize_any(v),
+        }
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map identifier ignored_any
+    }
+}
+
+struct StrictSeq<'a>(std::slice::Iter<'a, Value>);
+
+impl<'de> SeqAccess<'de> for StrictSeq<'de> {
+    type Error = serde_json::Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> std::result::Result<Option<T::Value>, Self::Error> {
+        self.0
+            .next()
+            .map(|v| seed.deserialize(Strict(v)))
+            .transpose()
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.0.len())
+    }
+}
+
+struct StrictMap<'a> {
+    entries: serde_json::map::Iter<'a>,
+    value: Option<&'a Value>,
+}
+
+impl<'de> MapAccess<'de> for StrictMap<'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> std::result::Result<Option<K::Value>, Self::Error> {
+        match self.entries.next() {
+            Some((key, value)) => {
+                self.value = Some(value);
+                seed.deserialize(BorrowedStrDeserializer::new(key))
+                    .map(Some)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> std::result::Result<V::Value, Self::Error> {
+        match self.value.take() {
+            Some(value) => seed.deserialize(Strict(value)),
+            None => Err(de::Error::custom("a value was asked for before its key")),
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.entries.len())
     }
 }
 
@@ -187,6 +382,80 @@ mod tests {
             parse("{\"a\":\"é\u{a0}漢\"}".as_bytes()).unwrap()["a"],
             "é\u{a0}漢"
         );
+    }
+
+    #[test]
+    fn a_key_given_twice_is_named() {
+        assert_eq!(
+            refused(r#"{"to_number":"+1","to_number":"+2"}"#).0,
+            "to_number"
+        );
+        assert_eq!(
+            refused(r#"{"metadata":{"a":1,"b":{"c":1,"c":2}}}"#).0,
+            "metadata.b.c"
+        );
+        assert_eq!(refused(r#"{"stops":[{},{"x":1,"x":1}]}"#).0, "stops[1].x");
+        let (_, message) = refused(r#"{"a":1,"a":1}"#);
+        assert_eq!(message, "duplicate key \"a\"");
+    }
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Inner {
+        a: Option<String>,
+        b: Option<i64>,
+    }
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct Outer {
+        name: String,
+        inner: Option<Inner>,
+        list: Option<Vec<Inner>>,
+        tags: Option<std::collections::BTreeMap<String, String>>,
+        #[serde(default)]
+        any: Option<Value>,
+    }
+
+    fn strict(body: &str) -> Result<Outer> {
+        from_value::<Outer>(&parse(body.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn structs_are_objects_only() {
+        for (body, param) in [
+            (r#"["n", null]"#, "body"),
+            (r#"{"name":"n","inner":["x", 1]}"#, "inner"),
+            (r#"{"name":"n","list":[{}, ["x"]]}"#, "list[1]"),
+        ] {
+            let e = strict(body).expect_err(body);
+            assert_eq!(e.param.as_deref(), Some(param), "{body}: {}", e.message);
+            assert!(
+                e.message.contains("invalid type: sequence"),
+                "{body}: {}",
+                e.message
+            );
+        }
+        let ok = strict(r#"{"name":"n","inner":{"a":"x","b":-3},"list":[{}],"tags":{"k":"v"},"any":[1,{"z":[]}]}"#).unwrap();
+        assert_eq!(
+            ok.inner,
+            Some(Inner {
+                a: Some("x".into()),
+                b: Some(-3)
+            })
+        );
+        assert_eq!(ok.any, Some(serde_json::json!([1, {"z": []}])));
+        // The errors serde_json's own deserializer gives, with the field named.
+        let e = strict(r#"{"name":5}"#).unwrap_err();
+        assert_eq!(
+            (e.param.as_deref(), e.message.as_str()),
+            (Some("name"), "invalid type: integer `5`, expected a string")
+        );
+        let e = strict(r#"{"inner":{}}"#).unwrap_err();
+        assert_eq!(
+            (e.param.as_deref(), e.message.as_str()),
+            (Some("name"), "field required")
+        );
+        let e = strict(r#"{"name":"n","inner":{"b":1.5}}"#).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("inner.b"));
     }
 
     #[test]

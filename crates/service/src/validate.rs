@@ -128,27 +128,9 @@ pub fn in_range_f64(param: &str, value: Option<f64>, min: f64, max: f64) -> Resu
     }
 }
 
-/// Deserialises `value` into `T`; a failure names the parameter at fault
-/// (`stops[0].location`, or the missing field's name).
+/// Deserialises `value` into `T` strictly (see [`crate::json::from_value`]);
+/// a failure names the parameter at fault (`stops[0].location`, or the
+/// missing field's name).
 pub fn deserialize<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T> {
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
-        let message = e.inner().to_string();
-        let path = e.path().to_string();
-        let base = if path == "." { String::new() } else { path };
-        let missing = message
-            .strip_prefix("missing field `")
-            .and_then(|m| m.split('`').next());
-        let param = match (base.is_empty(), missing) {
-            (true, Some(field)) => field.to_owned(),
-            (false, Some(field)) => format!("{base}.{field}"),
-            (false, None) => base,
-            (true, None) => "body".to_owned(),
-        };
-        let message = if missing.is_some() {
-            "field required".to_owned()
-        } else {
-            message
-        };
-        Error::validation(param, message)
-    })
+    crate::json::from_value(value)
 }
