@@ -273,6 +273,9 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
             .min_connections(1)
+            // A connection to a local file does not go stale; the ping would
+            // be one more hop to its thread on every query, writes included.
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await?;
