@@ -140,6 +140,9 @@ pub struct SipTrunk {
     pub realm: Option<String>,
     pub from_domain: Option<String>,
     pub max_concurrent_calls: Option<i64>,
+    /// Networks (CIDRs) besides the host's own addresses that this trunk's
+    /// INVITEs may come from.
+    pub inbound_allow: Vec<String>,
     #[serde(with = "rfc3339_ms")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,

@@ -83,6 +83,7 @@ async fn start_engine(
         heartbeat_interval: Duration::from_secs(5),
         recordings_waker: Some(recordings_waker),
         media_threads: config.media_threads,
+        untrusted_inbound: config.untrusted_inbound()?,
     };
     Engine::start(engine_config, store.clone()).await
 }

@@ -188,6 +188,7 @@ async fn measure(args: &ApiBenchArgs, server: &RunningServer, dir: &Path) -> any
                     realm: None,
                     from_domain: None,
                     max_concurrent_calls: None,
+                    inbound_allow: None,
                 },
             )
             .await

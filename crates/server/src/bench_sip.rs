@@ -235,6 +235,7 @@ async fn start_server(
                 realm: None,
                 from_domain: None,
                 max_concurrent_calls: None,
+                inbound_allow: None,
             },
         )
         .await

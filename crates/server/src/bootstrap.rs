@@ -212,6 +212,7 @@ pub async fn seed_trunks(services: &Services, config: &Config) -> anyhow::Result
                         realm: seed.realm.clone(),
                         from_domain: seed.from_domain.clone(),
                         max_concurrent_calls: seed.max_concurrent_calls,
+                        inbound_allow: Some(seed.inbound_allow.clone()),
                     },
                 )
                 .await

@@ -7,6 +7,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use switchyard_domain::destination::DestinationPolicy;
+use switchyard_telephony::inbound_trust::UntrustedInbound;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +50,10 @@ pub struct Config {
     /// Our host in what we generate (the Call-IDs): a host name or an IP
     /// address; default: the advertised address.
     pub sip_domain: Option<String>,
+    /// What an INVITE gets from a source that is none of the organization's
+    /// trunks (their hosts' addresses and `inbound_allow` networks):
+    /// `reject` (403) or `drop` (no answer).
+    pub sip_untrusted_inbound: String,
     /// Where RTP binds; default: the SIP bind address's IP.
     pub rtp_ip: Option<String>,
     pub rtp_port_min: u16,
@@ -156,6 +161,9 @@ pub struct TrunkSeed {
     pub realm: Option<String>,
     pub from_domain: Option<String>,
     pub max_concurrent_calls: Option<i64>,
+    /// CIDRs the trunk's INVITEs may come from besides its host's addresses.
+    #[serde(default)]
+    pub inbound_allow: Vec<String>,
     #[serde(default)]
     pub numbers: Vec<String>,
 }
@@ -184,6 +192,7 @@ const ENV_KEYS: &[&str] = &[
     "sip_addr",
     "sip_advertised_ip",
     "sip_domain",
+    "sip_untrusted_inbound",
     "rtp_ip",
     "rtp_port_min",
     "rtp_port_max",
@@ -244,6 +253,7 @@ impl Default for Config {
             sip_addr: "127.0.0.1:5060".into(),
             sip_advertised_ip: None,
             sip_domain: None,
+            sip_untrusted_inbound: "reject".into(),
             rtp_ip: None,
             rtp_port_min: 20000,
             rtp_port_max: 29999,
@@ -309,6 +319,7 @@ impl Config {
             anyhow::bail!("configuration: log_format must be text or json");
         }
         config.engine_addresses()?;
+        config.untrusted_inbound()?;
         if config.rtp_port_min >= config.rtp_port_max || config.rtp_port_min < 1024 {
             anyhow::bail!(
                 "configuration: rtp_port_min..rtp_port_max must be a range above 1023 (got {}..{})",
@@ -442,6 +453,19 @@ impl Config {
     }
 }
 
+impl Config {
+    /// `sip_untrusted_inbound`.
+    pub fn untrusted_inbound(&self) -> anyhow::Result<UntrustedInbound> {
+        match self.sip_untrusted_inbound.as_str() {
+            "reject" => Ok(UntrustedInbound::Reject),
+            "drop" => Ok(UntrustedInbound::Drop),
+            other => anyhow::bail!(
+                "configuration: sip_untrusted_inbound must be reject or drop (got {other:?})"
+            ),
+        }
+    }
+}
+
 /// The SIP engine's addresses, parsed from the configuration.
 pub struct EngineAddresses {
     pub sip: std::net::SocketAddr,
@@ -518,6 +542,16 @@ mod tests {
         assert_eq!(c.sip_trunks[0].numbers, vec!["+15550001111"]);
         std::fs::write(&file, "no_such_key = 1\n").unwrap();
         assert!(Config::load(Some(&file)).is_err());
+    }
+
+    #[test]
+    fn untrusted_inbound_is_reject_or_drop() {
+        let mut c = Config::default();
+        assert_eq!(c.untrusted_inbound().unwrap(), UntrustedInbound::Reject);
+        c.sip_untrusted_inbound = "drop".into();
+        assert_eq!(c.untrusted_inbound().unwrap(), UntrustedInbound::Drop);
+        c.sip_untrusted_inbound = "ignore".into();
+        assert!(c.untrusted_inbound().is_err());
     }
 
     #[test]

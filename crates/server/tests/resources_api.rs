@@ -268,6 +268,39 @@ both_backends! {
         assert_eq!(srv.call(Method::DELETE, &format!("/sip-trunks/{id}"), None).await.status, StatusCode::OK);
     }
 
+    async fn sip_trunks_inbound_allow_is_a_list_of_cidrs(srv: TestServer) {
+        let t = srv.post("/sip-trunks", json!({"name": "carrier", "host": "sip.example.com"})).await;
+        assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
+        assert_eq!(t.body["inbound_allow"], json!([]), "{}", t.text);
+        let id = t.body["id"].as_str().unwrap().to_owned();
+        let t = srv.post("/sip-trunks", json!({"name": "many", "host": "10.0.0.1",
+            "inbound_allow": ["203.0.113.0/24", " 2001:db8::/32", "198.51.100.7", "203.0.113.0/24"]})).await;
+        assert_eq!(t.status, StatusCode::CREATED, "{}", t.text);
+        assert_eq!(t.body["inbound_allow"], json!(["203.0.113.0/24", "2001:db8::/32", "198.51.100.7/32"]),
+                   "canonical, bare addresses as one-address networks, no duplicates");
+        let many = t.body["id"].as_str().unwrap().to_owned();
+        assert_eq!(srv.get(&format!("/sip-trunks/{many}")).await.body, t.body);
+        let p = srv.call(Method::PATCH, &format!("/sip-trunks/{id}"), Some(json!({"inbound_allow": ["192.0.2.0/28"]}))).await;
+        assert_eq!(p.status, StatusCode::OK, "{}", p.text);
+        assert_eq!(p.body["inbound_allow"], json!(["192.0.2.0/28"]));
+        let p = srv.call(Method::PATCH, &format!("/sip-trunks/{id}"), Some(json!({"port": 5080}))).await;
+        assert_eq!(p.body["inbound_allow"], json!(["192.0.2.0/28"]), "untouched when absent");
+        let p = srv.call(Method::PATCH, &format!("/sip-trunks/{id}"), Some(json!({"inbound_allow": null}))).await;
+        assert_eq!(p.body["inbound_allow"], json!([]), "null empties it: {}", p.text);
+        let too_many: Vec<String> = (0..101).map(|i| format!("10.0.{i}.0/24")).collect();
+        for bad in [json!(["10.0.0.0/33"]), json!(["10.0.0.0/8", "not-a-network"]), json!(["sip.example.com"]),
+                    json!(["::1/129"]), json!([""]), json!(["10.0.0.0/8\u{0}"]), json!(["10.0.0.0/-1"]),
+                    json!(too_many), json!("10.0.0.0/8"), json!([8])] {
+            let r = srv.post("/sip-trunks", json!({"name": "bad", "host": "h", "inbound_allow": bad.clone()})).await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {}", r.text);
+            assert!(r.body["error"]["param"].as_str().is_some_and(|p| p.starts_with("inbound_allow")), "{bad}: {}", r.text);
+            let r = srv.call(Method::PATCH, &format!("/sip-trunks/{id}"), Some(json!({"inbound_allow": bad.clone()}))).await;
+            assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {}", r.text);
+            assert!(r.body["error"]["param"].as_str().is_some_and(|p| p.starts_with("inbound_allow")), "{bad}: {}", r.text);
+        }
+        assert_eq!(srv.get(&format!("/sip-trunks/{id}")).await.body["inbound_allow"], json!([]), "failed patches change nothing");
+    }
+
     async fn phone_numbers_crud_and_default_caller_id(srv: TestServer) {
         let trunk = srv.post("/sip-trunks", json!({"name": "t", "host": "127.0.0.1"})).await.body["id"].as_str().unwrap().to_owned();
         let r = srv.post("/phone-numbers", json!({"number": "555-1234", "sip_trunk_id": trunk})).await;
@@ -417,6 +450,7 @@ async fn config_file_seeds_trunks_and_numbers() {
             realm: None,
             from_domain: None,
             max_concurrent_calls: Some(2),
+            inbound_allow: vec!["192.0.2.0/24".into()],
             numbers: vec!["+15550004000".into()],
         }];
     })
@@ -426,6 +460,7 @@ async fn config_file_seeds_trunks_and_numbers() {
     };
     let trunks = srv.get("/sip-trunks").await;
     assert_eq!(trunks.body[0]["name"], "seeded");
+    assert_eq!(trunks.body[0]["inbound_allow"], json!(["192.0.2.0/24"]));
     assert_eq!(
         srv.get("/phone-numbers").await.body[0]["number"],
         "+15550004000"

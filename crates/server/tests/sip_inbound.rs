@@ -337,3 +337,223 @@ async fn a_session_interval_below_min_se_is_refused_with_422() {
     assert!(run.log.contains("SE 1800;refresher=uac"), "{}", run.log);
     srv.stop().await;
 }
+
+// Inbound trust (issue 11 item 3): INVITEs only from the organization's
+// trunks. 127.0.0.2 is another host as far as the server can tell.
+
+const UNKNOWN_NUMBER: &str = "+19995550000";
+const STRANGER: &str = "127.0.0.2";
+
+/// A trunk of this organization at `host` with `inbound_allow`, and `number` on it.
+async fn trunk_with(
+    srv: &TestServer,
+    name: &str,
+    host: &str,
+    allow: Value,
+    number: &str,
+) -> String {
+    let t = srv
+        .post(
+            "/sip-trunks",
+            json!({"name": name, "host": host, "port": 5060, "inbound_allow": allow}),
+        )
+        .await;
+    assert_eq!(t.status, 201, "{}", t.body);
+    let n = srv
+        .post(
+            "/phone-numbers",
+            json!({"number": number, "sip_trunk_id": t.body["id"]}),
+        )
+        .await;
+    assert_eq!(n.status, 201, "{}", n.body);
+    t.body["id"].as_str().expect("trunk id").to_owned()
+}
+
+/// Calls `number` from `from` and expects the final `code`; returns the
+/// response as SIPp received it, without the headers that echo the request
+/// (Via, From, To, Call-ID, CSeq).
+async fn refused_from(srv: &TestServer, from: &str, number: &str, code: u16) -> String {
+    let caller = Sipp::uac_from(
+        from,
+        "refused",
+        &caller_refused(code, false),
+        Transport::Udp,
+        srv.sip_addr(),
+        number,
+        1,
+        &[],
+    );
+    let run = caller.finish(Duration::from_secs(20)).await;
+    run.assert_success();
+    let status_line = format!("SIP/2.0 {code} ");
+    let response: Vec<&str> = run
+        .messages
+        .lines()
+        .skip_while(|l| !l.starts_with(&status_line))
+        .take_while(|l| !l.starts_with("-----"))
+        .filter(|l| {
+            let name = l.split(':').next().unwrap_or("").to_ascii_lowercase();
+            !["via", "from", "to", "call-id", "cseq"].contains(&name.as_str())
+        })
+        .collect();
+    assert!(!response.is_empty(), "no {code} in:\n{}", run.messages);
+    assert!(
+        !run.messages.contains("SIP/2.0 100 ") && !run.messages.contains("SIP/2.0 180 "),
+        "nothing but the refusal: {}",
+        run.messages
+    );
+    response.join("\n")
+}
+
+/// Calls `number` from `from` and expects no answer at all.
+async fn unanswered_from(srv: &TestServer, from: &str, number: &str) {
+    let scenario = sc::doc(
+        "unanswered",
+        &[sc::uac_invite(CALLER), sc::pause(2500)].concat(),
+    );
+    let caller = Sipp::uac_from(
+        from,
+        "unanswered",
+        &scenario,
+        Transport::Udp,
+        srv.sip_addr(),
+        number,
+        1,
+        &[],
+    );
+    let run = caller.finish(Duration::from_secs(20)).await;
+    run.assert_success();
+    assert!(
+        !run.messages.lines().any(|l| l.starts_with("SIP/2.0 ")),
+        "an untrusted INVITE was answered:\n{}",
+        run.messages
+    );
+    assert!(run.count_requests("INVITE") >= 1, "{}", run.messages);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_sources_get_the_same_403_for_known_and_unknown_numbers() {
+    let Some(srv) = engine_server(Backend::Sqlite, |_| {}).await else {
+        return;
+    };
+    our_number(&srv).await;
+    let known = refused_from(&srv, STRANGER, OUR_NUMBER, 403).await;
+    let unknown = refused_from(&srv, STRANGER, UNKNOWN_NUMBER, 403).await;
+    assert!(known.starts_with("SIP/2.0 403 Forbidden"), "{known}");
+    assert_eq!(known, unknown, "a number's existence shows");
+    assert!(inbound_calls(&srv).await.is_empty(), "no call is made");
+    // The trunk's own host is answered as before, and gets 404 for a
+    // number that does not exist.
+    let caller = Sipp::uac(
+        "trusted",
+        &caller_hangs_up_after(500),
+        Transport::Udp,
+        srv.sip_addr(),
+        OUR_NUMBER,
+        1,
+        &[],
+    );
+    caller
+        .finish(Duration::from_secs(20))
+        .await
+        .assert_success();
+    refused_from(&srv, "127.0.0.1", UNKNOWN_NUMBER, 404).await;
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_sources_get_no_answer_when_configured_to_drop() {
+    let Some(srv) = engine_server(Backend::Sqlite, |c| {
+        c.sip_untrusted_inbound = "drop".into();
+    })
+    .await
+    else {
+        return;
+    };
+    our_number(&srv).await;
+    unanswered_from(&srv, STRANGER, OUR_NUMBER).await;
+    unanswered_from(&srv, STRANGER, UNKNOWN_NUMBER).await;
+    assert!(inbound_calls(&srv).await.is_empty(), "no call is made");
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_allow_admits_a_network_and_changes_take_effect_at_once() {
+    let Some(srv) = engine_server(Backend::Sqlite, |_| {}).await else {
+        return;
+    };
+    // The trunk's host is elsewhere; its provider also sends from 127.0.0.2/31.
+    let trunk = trunk_with(
+        &srv,
+        "carrier",
+        "192.0.2.10",
+        json!(["127.0.0.2/31"]),
+        OUR_NUMBER,
+    )
+    .await;
+    let caller = Sipp::uac_from(
+        STRANGER,
+        "allowed",
+        &caller_hangs_up_after(500),
+        Transport::Udp,
+        srv.sip_addr(),
+        OUR_NUMBER,
+        1,
+        &[],
+    );
+    caller
+        .finish(Duration::from_secs(20))
+        .await
+        .assert_success();
+    wait_inbound(&srv, "COMPLETED").await;
+    // 127.0.0.1 is neither the host nor in the network.
+    refused_from(&srv, "127.0.0.1", OUR_NUMBER, 403).await;
+    // Without the network, 127.0.0.2 is a stranger.
+    let p = srv
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/sip-trunks/{trunk}"),
+            Some(json!({"inbound_allow": []})),
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    refused_from(&srv, STRANGER, OUR_NUMBER, 403).await;
+    // A host name stands for the addresses it resolves to.
+    let p = srv
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/sip-trunks/{trunk}"),
+            Some(json!({"host": "localhost"})),
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    refused_from(&srv, "127.0.0.1", UNKNOWN_NUMBER, 404).await;
+    assert_eq!(inbound_calls(&srv).await.len(), 1);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_organizations_trunk_is_not_trusted_for_our_numbers() {
+    let Some(srv) = engine_server(Backend::Sqlite, |_| {}).await else {
+        return;
+    };
+    // Our number's trunk is elsewhere; 127.0.0.1 is another organization's trunk.
+    trunk_with(&srv, "carrier", "192.0.2.10", json!([]), OUR_NUMBER).await;
+    let other = srv.new_org("Elsewhere").await;
+    let t = srv
+        .call_as(
+            &common::Cred::Key(other.key.clone()),
+            reqwest::Method::POST,
+            "/sip-trunks",
+            Some(json!({"name": "theirs", "host": "127.0.0.1"})),
+        )
+        .await;
+    assert_eq!(t.status, 201, "{}", t.body);
+    // Their trunk gets what an unknown number gets: nothing tells it the
+    // number exists elsewhere.
+    let ours = refused_from(&srv, "127.0.0.1", OUR_NUMBER, 404).await;
+    let unknown = refused_from(&srv, "127.0.0.1", UNKNOWN_NUMBER, 404).await;
+    assert_eq!(ours, unknown);
+    assert!(inbound_calls(&srv).await.is_empty());
+    srv.stop().await;
+}

@@ -21,4 +21,8 @@ pub trait Telephony: Send + Sync {
 
     /// Hang up (BYE) or cancel (CANCEL) a live call.
     async fn end(&self, call: &Call) -> anyhow::Result<EndOutcome>;
+
+    /// A SIP trunk was created, changed or deleted (inbound calls are
+    /// accepted only from trunks).
+    fn trunks_changed(&self) {}
 }

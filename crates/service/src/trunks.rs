@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use switchyard_domain::destination::{Cidr, CidrError};
 use switchyard_domain::id::{PhoneNumberId, SipTrunkId};
 use switchyard_domain::model::{PhoneNumber, SipTrunk};
 use switchyard_domain::{Role, SipHost};
@@ -33,6 +34,11 @@ pub struct CreateSipTrunkRequest {
     pub realm: Option<String>,
     pub from_domain: Option<String>,
     pub max_concurrent_calls: Option<i64>,
+    /// Networks (CIDRs such as `203.0.113.0/24`, or bare addresses) that
+    /// this trunk's INVITEs may come from besides the addresses its `host`
+    /// resolves to; for providers that send from many addresses. At most 100.
+    #[schema(max_items = 100)]
+    pub inbound_allow: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -56,6 +62,10 @@ pub struct UpdateSipTrunkRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>)]
     pub max_concurrent_calls: Option<Option<i64>>,
+    /// Replaces the list; `null` or `[]` empties it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Vec<String>>, max_items = 100)]
+    pub inbound_allow: Option<Option<Vec<String>>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -150,7 +160,39 @@ pub fn number_unavailable() -> Error {
     Error::validation("number", "is not available (it may already be in use)")
 }
 
+/// Most networks one trunk may list in `inbound_allow`.
+const MAX_INBOUND_ALLOW: usize = 100;
+
+/// `inbound_allow`: each a CIDR or a bare address, kept in canonical form.
+fn inbound_allow(value: Option<&[String]>) -> Result<Vec<String>> {
+    let items = value.unwrap_or_default();
+    if items.len() > MAX_INBOUND_ALLOW {
+        return Err(Error::validation(
+            "inbound_allow",
+            format!("must list at most {MAX_INBOUND_ALLOW} networks"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let cidr: Cidr = validate::text("inbound_allow", item, 64)?
+            .parse()
+            .map_err(|e: CidrError| Error::validation("inbound_allow", e.to_string()))?;
+        let text = cidr.to_string();
+        if !out.contains(&text) {
+            out.push(text);
+        }
+    }
+    Ok(out)
+}
+
 impl Services {
+    /// Tells the SIP engine, which trusts inbound INVITEs by trunk.
+    fn trunks_changed(&self) {
+        if let Some(t) = &self.telephony {
+            t.trunks_changed();
+        }
+    }
+
     pub async fn create_sip_trunk(
         &self,
         who: &Principal,
@@ -167,11 +209,13 @@ impl Services {
             realm: digest_text("realm", req.realm.as_deref())?,
             from_domain: from_domain(req.from_domain.as_deref())?,
             max_concurrent_calls: max_calls(req.max_concurrent_calls)?,
+            inbound_allow: inbound_allow(req.inbound_allow.as_deref())?,
         };
         self.store
             .create_sip_trunk(who.organization_id, new)
             .await
             .map_err(|e| Error::from_store(e, "SIP trunk"))
+            .inspect(|_| self.trunks_changed())
     }
 
     pub async fn list_sip_trunks(&self, who: &Principal) -> Result<Vec<SipTrunk>> {
@@ -223,11 +267,16 @@ impl Services {
                 .map(|f| from_domain(f.as_deref()))
                 .transpose()?,
             max_concurrent_calls: req.max_concurrent_calls.map(max_calls).transpose()?,
+            inbound_allow: req
+                .inbound_allow
+                .map(|a| inbound_allow(a.as_deref()))
+                .transpose()?,
         };
         self.store
             .update_sip_trunk(who.organization_id, id, patch)
             .await
             .map_err(|e| Error::from_store(e, "SIP trunk"))
+            .inspect(|_| self.trunks_changed())
     }
 
     pub async fn delete_sip_trunk(&self, who: &Principal, id: SipTrunkId) -> Result<()> {
@@ -241,6 +290,7 @@ impl Services {
                 }
                 other => Error::from_store(other, "SIP trunk"),
             })
+            .inspect(|_| self.trunks_changed())
     }
 
     pub async fn create_phone_number(

@@ -13,7 +13,7 @@ use crate::{
 };
 
 const TRUNK_COLUMNS: &str = "id, organization_id, name, host, port, transport, username, password, realm, \
-                             from_domain, max_concurrent_calls, created_at, updated_at";
+                             from_domain, max_concurrent_calls, inbound_allow, created_at, updated_at";
 const NUMBER_COLUMNS: &str = "id, organization_id, number, sip_trunk_id, is_default_outbound, inbound_agent, created_at, updated_at";
 
 #[derive(FromRow)]
@@ -29,6 +29,7 @@ struct TrunkRow {
     realm: Option<String>,
     from_domain: Option<String>,
     max_concurrent_calls: Option<i64>,
+    inbound_allow: String,
     created_at: i64,
     updated_at: i64,
 }
@@ -50,6 +51,8 @@ impl TrunkRow {
                 realm: self.realm,
                 from_domain: self.from_domain,
                 max_concurrent_calls: self.max_concurrent_calls,
+                inbound_allow: serde_json::from_str(&self.inbound_allow)
+                    .map_err(|e| StoreError::Corrupt(format!("sip_trunks.inbound_allow: {e}")))?,
                 created_at: self.created_at,
                 updated_at: self.updated_at,
             },
@@ -96,6 +99,8 @@ pub struct NewSipTrunk {
     pub realm: Option<String>,
     pub from_domain: Option<String>,
     pub max_concurrent_calls: Option<i64>,
+    /// CIDRs, as the service checked them.
+    pub inbound_allow: Vec<String>,
 }
 
 /// A partial update; `Some(None)` clears a nullable field.
@@ -110,6 +115,7 @@ pub struct SipTrunkPatch {
     pub realm: Option<Option<String>>,
     pub from_domain: Option<Option<String>>,
     pub max_concurrent_calls: Option<Option<i64>>,
+    pub inbound_allow: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +131,11 @@ pub struct PhoneNumberPatch {
     pub sip_trunk_id: Option<SipTrunkId>,
     pub is_default_outbound: Option<bool>,
     pub inbound_agent: Option<Option<serde_json::Value>>,
+}
+
+/// A list of strings as the JSON text a column holds.
+fn json_list(items: &[String]) -> Result<String> {
+    serde_json::to_string(items).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// How an outbound call leaves: the caller ID and the trunk behind it.
@@ -145,8 +156,9 @@ impl Store {
         let password =
             self.seal_opt_secret(&trunk_row(&id.uuid().to_string()), new.password.as_deref())?;
         let sql = format!(
-            "INSERT INTO sip_trunks ({TRUNK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            "INSERT INTO sip_trunks ({TRUNK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         );
+        let inbound_allow = json_list(&new.inbound_allow)?;
         on_writer!(self, |pool| {
             sqlx::query(AssertSqlSafe(sql.as_str()))
                 .bind(id.uuid().to_string())
@@ -160,6 +172,7 @@ impl Store {
                 .bind(&new.realm)
                 .bind(&new.from_domain)
                 .bind(new.max_concurrent_calls)
+                .bind(&inbound_allow)
                 .bind(now)
                 .bind(now)
                 .execute(pool)
@@ -239,6 +252,18 @@ impl Store {
             .collect()
     }
 
+    /// Every organization's trunks, for the SIP engine's inbound trust.
+    pub async fn sip_trunks_for_engine(&self) -> Result<Vec<SipTrunk>> {
+        let sql = format!("SELECT {TRUNK_COLUMNS} FROM sip_trunks ORDER BY created_at, id");
+        let rows: Vec<TrunkRow> =
+            on_pool!(self, |pool| sqlx::query_as(AssertSqlSafe(sql.as_str()))
+                .fetch_all(pool)
+                .await?);
+        rows.into_iter()
+            .map(|r| r.into_model().map(|(t, _)| t))
+            .collect()
+    }
+
     pub async fn update_sip_trunk(
         &self,
         org: OrganizationId,
@@ -254,8 +279,9 @@ impl Store {
             None => stored_password,
         };
         let sql = "UPDATE sip_trunks SET name = $1, host = $2, port = $3, transport = $4, username = $5, password = $6, \
-                   realm = $7, from_domain = $8, max_concurrent_calls = $9, updated_at = $10 \
-                   WHERE organization_id = $11 AND id = $12";
+                   realm = $7, from_domain = $8, max_concurrent_calls = $9, inbound_allow = $10, updated_at = $11 \
+                   WHERE organization_id = $12 AND id = $13";
+        let inbound_allow = json_list(&patch.inbound_allow.unwrap_or(current.inbound_allow))?;
         on_writer!(self, |pool| {
             sqlx::query(AssertSqlSafe(sql))
                 .bind(patch.name.unwrap_or(current.name))
@@ -271,6 +297,7 @@ impl Store {
                         .max_concurrent_calls
                         .unwrap_or(current.max_concurrent_calls),
                 )
+                .bind(&inbound_allow)
                 .bind(timefmt::now_ms())
                 .bind(org.uuid().to_string())
                 .bind(id.uuid().to_string())

@@ -783,13 +783,21 @@ fn invite_option(
 /// numbers, or a refusal (404 unknown number, 503 full, 488 no common
 /// media).
 pub(crate) async fn inbound(engine: Arc<Inner>, mut tx: Transaction) -> anyhow::Result<()> {
+    // Who sent it decides first, the number after: strangers learn nothing.
+    let Some(trusting) = crate::inbound_trust::admit(&engine, &mut tx).await? else {
+        return Ok(());
+    };
     let dialled = tx
         .original
         .uri
         .user()
         .map(str::to_owned)
         .unwrap_or_default();
-    let Some(route) = find_number(&engine, &dialled).await? else {
+    let route = find_number(&engine, &dialled)
+        .await?
+        .filter(|r| trusting.contains(&r.number.organization_id));
+    let Some(route) = route else {
+        // Also a number of an organization that does not trust this source.
         tracing::info!(number = %dialled, "INVITE to an unknown number");
         tx.reply(StatusCode::NotFound).await?;
         return Ok(());

@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::bus::MediaBus;
 use crate::dialog_record::DialogRecord;
+use crate::inbound_trust::{InboundTrust, UntrustedInbound};
 use crate::media_loop::MediaReactor;
 use crate::ports::RtpPorts;
 
@@ -71,6 +72,8 @@ pub struct EngineConfig {
     pub recordings_waker: Option<Arc<tokio::sync::Notify>>,
     /// Threads that run live calls' media (RTP, jitter buffers, recording).
     pub media_threads: usize,
+    /// What INVITEs from sources that are no organization's trunk get.
+    pub untrusted_inbound: UntrustedInbound,
 }
 
 /// A call this engine holds: how to tell its task to hang up, and its bus
@@ -177,6 +180,8 @@ pub(crate) struct Inner {
     /// (they hold the store; the SQLite owner lock goes with the last one).
     pub tasks: TaskTracker,
     pub media_totals: MediaTotals,
+    /// Which sources may start inbound calls.
+    pub trust: InboundTrust,
 }
 
 /// The engine; cheap to clone.
@@ -233,6 +238,7 @@ impl Engine {
             cancel,
             tasks: TaskTracker::new(),
             media_totals: MediaTotals::default(),
+            trust: InboundTrust::new(),
         });
         inner.store.worker_heartbeat(&inner.cfg.worker_id).await?;
         inner.fail_orphans().await?;
@@ -249,6 +255,10 @@ impl Engine {
         inner
             .tasks
             .spawn(async move { sweeping.heartbeat_loop().await });
+        let trusting = inner.clone();
+        inner
+            .tasks
+            .spawn(async move { trusting.trust_loop().await });
         tracing::info!(sip = %advertised, "SIP engine listening (UDP and TCP)");
         Ok(Engine { inner })
     }
@@ -433,6 +443,24 @@ impl Inner {
         tracing::debug!(%method, "request for a dialog that does not exist: 481");
         if let Err(e) = tx.reply(StatusCode::CallTransactionDoesNotExist).await {
             tracing::debug!(error = %e, "481 not sent");
+        }
+    }
+
+    /// Rebuilds the inbound trust table now and every
+    /// [`crate::inbound_trust::REFRESH_EVERY`] (DNS changes, trunks changed
+    /// by another process).
+    async fn trust_loop(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(crate::inbound_trust::REFRESH_EVERY);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = self.cancel.cancelled() => return,
+            }
+            tokio::select! {
+                _ = self.trust.rebuild(&self.store, true) => {}
+                _ = self.cancel.cancelled() => return,
+            }
         }
     }
 
@@ -720,6 +748,10 @@ impl Telephony for Engine {
         // the SIP timers, after 32 s).
         let _ = tokio::time::timeout(END_WAIT, done.wait_for(|d| *d)).await;
         Ok(EndOutcome::Signalled)
+    }
+
+    fn trunks_changed(&self) {
+        self.inner.trust.mark_stale();
     }
 }
 

@@ -26,6 +26,7 @@ mod call;
 pub mod dialog_record;
 pub mod digest_spelling;
 pub mod engine;
+pub mod inbound_trust;
 pub mod invite;
 pub mod media_loop;
 pub mod ports;

@@ -150,8 +150,33 @@ impl Sipp {
         calls: u32,
         extra: &[&str],
     ) -> Sipp {
+        Self::uac_from(
+            "127.0.0.1",
+            name,
+            scenario,
+            transport,
+            target,
+            service,
+            calls,
+            extra,
+        )
+    }
+
+    /// [`Sipp::uac`] sending from `local_ip` (another loopback address
+    /// such as 127.0.0.2 is another host as far as the server can tell).
+    #[allow(clippy::too_many_arguments)]
+    pub fn uac_from(
+        local_ip: &str,
+        name: &'static str,
+        scenario: &str,
+        transport: Transport,
+        target: SocketAddr,
+        service: &str,
+        calls: u32,
+        extra: &[&str],
+    ) -> Sipp {
         let port = free_port();
-        let mut args = vec!["-s", service];
+        let mut args = vec!["-s", service, "-i", local_ip, "-mi", local_ip];
         args.extend_from_slice(extra);
         Self::spawn(name, scenario, transport, port, Some(target), calls, &args)
     }
@@ -165,6 +190,12 @@ impl Sipp {
         calls: u32,
         extra: &[&str],
     ) -> Sipp {
+        // The local address is 127.0.0.1 unless `extra` names another.
+        let local = if extra.contains(&"-i") {
+            &[][..]
+        } else {
+            &["-i", "127.0.0.1", "-mi", "127.0.0.1"][..]
+        };
         let dir = TempDir::new();
         let media_port = free_media_port();
         let file = dir.0.join(format!("{name}.xml"));
@@ -176,7 +207,7 @@ impl Sipp {
         cmd.arg("-sf")
             .arg(&file)
             .args(["-t", transport.sipp_flag()])
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+            .args(local)
             .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
             .args(["-m", &calls.to_string()])
             .args(["-nostdin", "-trace_msg", "-trace_logs", "-trace_err"])
