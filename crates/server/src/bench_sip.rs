@@ -10,6 +10,8 @@
 //!   media totals of all calls: late 20 ms ticks, lost and concealed frames.
 //! - `media`: CPU time per RTP packet against rtpengine, both as child
 //!   processes under the same generated traffic ([`crate::bench_media`]).
+//! - `abuse`: RSS and the SIP stack's state under malformed SIP and TCP
+//!   connection churn ([`crate::bench_abuse`]).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -27,8 +29,9 @@ pub(crate) const NUMBER: &str = "+15550009999";
 #[derive(Debug, Clone, clap::Args)]
 pub struct SipBenchArgs {
     /// `setup` (call setup rate), `concurrent` (calls held with media) or
-    /// `media` (CPU per RTP packet against rtpengine).
-    #[arg(value_parser = ["setup", "concurrent", "media"])]
+    /// `media` (CPU per RTP packet against rtpengine) or `abuse` (memory
+    /// under malformed SIP and TCP connection churn).
+    #[arg(value_parser = ["setup", "concurrent", "media", "abuse"])]
     pub mode: String,
     /// setup: new calls per second.
     #[arg(long, default_value_t = 100)]
@@ -52,6 +55,19 @@ pub struct SipBenchArgs {
     /// media: the rtpengine binary to measure against.
     #[arg(long, default_value = "rtpengine")]
     pub rtpengine: String,
+    /// abuse: bad or unwanted datagrams sent over UDP.
+    #[arg(long, default_value_t = 100_000)]
+    pub malformed: u64,
+    /// abuse: TCP connections opened, sent one message and closed.
+    #[arg(long, default_value_t = 20_000)]
+    pub tcp_cycles: u64,
+    /// abuse: add well-formed requests nobody wants (INVITEs to unknown
+    /// numbers, BYE and CANCEL outside any dialog) to the mix.
+    #[arg(long)]
+    pub scans: bool,
+    /// abuse: at the end, TCP connections opened and left open.
+    #[arg(long, default_value_t = 0)]
+    pub hold_open: u64,
 }
 
 /// CPU time (user + system) of a process, from /proc.
@@ -190,7 +206,7 @@ fn run_uac(
     })
 }
 
-async fn start_server(
+pub(crate) async fn start_server(
     base: &Config,
     dir: &Path,
     max_calls: usize,
@@ -264,6 +280,7 @@ pub async fn run_sip(base: &Config, args: SipBenchArgs) -> anyhow::Result<()> {
     let result = match args.mode.as_str() {
         "setup" => setup(base, &args, &dir).await,
         "media" => crate::bench_media::media(&args, &dir).await,
+        "abuse" => crate::bench_abuse::abuse(base, &args, &dir).await,
         _ => concurrent(base, &args, &dir).await,
     };
     let _ = std::fs::remove_dir_all(&dir);

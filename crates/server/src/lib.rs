@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod bench_abuse;
 pub mod bench_media;
 pub mod bench_recordings;
 pub mod bench_sip;

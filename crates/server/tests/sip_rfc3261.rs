@@ -213,3 +213,60 @@ async fn a_request_with_a_via_but_no_call_id_or_cseq_is_answered_400() {
     assert_eq!(header(&a, "Call-ID"), Some("rfc3261-15@test"));
     srv.stop().await;
 }
+
+/// The same rules over TCP, where rsipstack's codec has framed the
+/// message: the answer comes back on the connection, and a refused request
+/// leaves no transaction behind (before, each was answered 200 or not at
+/// all and kept as a finished transaction for 32 s: issue 11 item 13).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tcp_refused_requests_are_answered_and_leave_no_transaction() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(srv) = engine().await else { return };
+    let e = srv.sip_addr();
+    type Tweak = fn(&mut Vec<String>);
+    let cases: [(&str, Tweak); 4] = [
+        ("505", |r| r[0] = r[0].replace("SIP/2.0", "SIP/3.0")),
+        ("420", |r| r.push("Require: x-frobnicate".into())),
+        ("400", |r| r.retain(|l| !l.starts_with("Call-ID"))),
+        ("400", |r| r.push("X-Nul: a\0b".into())),
+    ];
+    for (n, (want, tweak)) in cases.iter().enumerate() {
+        let mut tcp = tokio::net::TcpStream::connect(e).await.expect("tcp");
+        let me = tcp.local_addr().expect("addr");
+        let mut req = usual("OPTIONS", e, 20 + n as u32);
+        tweak(&mut req);
+        let mut text = format!(
+            "{}\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bK-tcp{n}\r\n",
+            req[0]
+        );
+        for l in &req[1..] {
+            text.push_str(l);
+            text.push_str("\r\n");
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        tcp.write_all(text.as_bytes()).await.expect("write");
+        let mut buf = vec![0u8; 4096];
+        let len = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0);
+        let answer = String::from_utf8_lossy(&buf[..len]).into_owned();
+        assert!(
+            answer.starts_with(&format!("SIP/2.0 {want} ")),
+            "case {n}: {answer:?}"
+        );
+    }
+    let state = srv
+        .server
+        .as_ref()
+        .and_then(|s| s.engine.as_ref())
+        .expect("engine")
+        .sip_state();
+    assert_eq!(
+        state.transactions + state.finished_transactions,
+        0,
+        "{state:?}"
+    );
+    srv.stop().await;
+}

@@ -109,6 +109,24 @@ pub struct MediaTotals {
     pub send_drops: AtomicU64,
 }
 
+/// What the SIP stack holds at one moment: each should go back to (about)
+/// zero once the traffic stops and its timers run out.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SipState {
+    /// Live transactions.
+    pub transactions: usize,
+    /// Finished ones kept to absorb retransmissions (64·T1 on UDP).
+    pub finished_transactions: usize,
+    pub waiting_ack: usize,
+    /// Transaction timers set.
+    pub timers: usize,
+    pub dialogs: usize,
+    /// TCP connections in rsipstack's table.
+    pub connections: usize,
+    /// The engine's tasks (calls, in-dialog requests, answers).
+    pub tasks: usize,
+}
+
 /// A copy of [`MediaTotals`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MediaTotalsSnapshot {
@@ -213,6 +231,7 @@ impl Engine {
             .with_transport_layer(transport)
             .with_user_agent(concat!("Switchyard/", env!("CARGO_PKG_VERSION")))
             .with_inspector(Box::new(digest.clone()))
+            .with_transport_inspector(Box::new(crate::screened_stream::ScreenedStream))
             .build();
         let incoming = endpoint.incoming_transactions()?;
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
@@ -281,6 +300,21 @@ impl Engine {
     /// Media counters over the calls finished so far.
     pub fn media_totals(&self) -> MediaTotalsSnapshot {
         self.inner.media_totals.snapshot()
+    }
+
+    /// What the SIP stack holds now (for benchmarks and metrics).
+    pub fn sip_state(&self) -> SipState {
+        let endpoint = &self.inner.endpoint.inner;
+        let stats = endpoint.get_stats();
+        SipState {
+            transactions: stats.running_transactions,
+            finished_transactions: stats.finished_transactions,
+            waiting_ack: stats.waiting_ack,
+            timers: endpoint.timers.len(),
+            dialogs: self.inner.dialogs.len(),
+            connections: endpoint.transport_layer.connections_count(),
+            tasks: self.inner.tasks.len(),
+        }
     }
 
     /// Calls held now.

@@ -17,7 +17,7 @@
 //! - [`digest_spelling`]: `SHA-256` digest challenges despite rsipstack's parser.
 //! - [`sip_screen`]: RFC 3261's checks on a request datagram before rsipstack
 //!   parses it (400, 420, 501, 505, 513), sans-IO; `screened_udp` the socket
-//!   that applies them.
+//!   that applies them, `screened_stream` the same for requests over TCP.
 
 pub mod addressing;
 pub mod addressing_check;
@@ -32,6 +32,7 @@ pub mod media_loop;
 pub mod ports;
 pub mod recording_writer;
 pub mod rtp_socket;
+mod screened_stream;
 mod screened_udp;
 pub mod sdp;
 pub mod session_timer;

@@ -751,3 +751,34 @@ mod tests {
         let _ = r.via_header();
     }
 }
+
+#[cfg(test)]
+mod forms {
+    #[test]
+    fn the_usual_from_and_to_forms_are_taken() {
+        for v in [
+            "sip:al@h;tag=1",
+            "\"A B\" <sip:al@h>;tag=1",
+            "A <sip:al@h>;tag=1",
+            "<sip:al@h;user=phone>;tag=1",
+            "<tel:+15551234567>;tag=1",
+            "\"Ünïcode\" <sip:a@h>;tag=1",
+            "<sip:+15551234567@10.0.0.1:5060;transport=udp>",
+            "\"\" <sip:a@h>;tag=x",
+            "<sips:a@h>",
+            "<sip:a@[2001:db8::1]:5060>;tag=z",
+        ] {
+            assert!(super::parse_from(v).is_some(), "From {v:?}");
+            assert!(super::parse_to(v).is_some(), "To {v:?}");
+        }
+        for v in [
+            "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK-1;rport",
+            "SIP/2.0/TCP h.example;branch=z9hG4bK-1;received=1.2.3.4;rport=5",
+            "SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK-1",
+            "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK776asdhds;alias",
+            "SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK-1",
+        ] {
+            assert!(super::ViaValue::parse(v).is_some(), "Via {v:?}");
+        }
+    }
+}
