@@ -66,6 +66,8 @@ fi
 #   standardwebhooks        the official Standard Webhooks verifier the
 #                           webhook receiver in crates/server/tests checks
 #                           every delivery with
+#   schemathesis (pinned)   fuzzes the served OpenAPI document's operations
+#                           in CI (scripts/schemathesis.sh)
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
@@ -77,6 +79,11 @@ if [ ! -x .venv/bin/moto_server ]; then
 fi
 if ! .venv/bin/python -c "import standardwebhooks" 2>/dev/null; then
   .venv/bin/python -m pip install -q --disable-pip-version-check standardwebhooks
+fi
+
+SCHEMATHESIS_VERSION=4.32.5
+if [ "$(.venv/bin/schemathesis --version 2>/dev/null)" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 echo "install-test-deps: ready"

@@ -16,7 +16,9 @@ pub struct ErrorEnvelope {
 pub struct ErrorBody {
     /// Machine-readable: validation_error, not_authenticated, insufficient_permissions, not_found,
     /// method_not_allowed, already_exists, rate_limit_exceeded, internal_error, invalid_id_format,
-    /// call_not_live, invalid_state, conflict, no_route, payload_too_large, range_not_satisfiable.
+    /// call_not_live, invalid_state, conflict, no_route, payload_too_large, range_not_satisfiable,
+    /// and for requests that are not read at all: bad_request (400), uri_too_long (414),
+    /// headers_too_large (431).
     pub code: String,
     pub message: String,
     /// The request parameter at fault, e.g. `stops[0].location.city`; always present, `null`

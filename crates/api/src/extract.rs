@@ -64,18 +64,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Each ID prefix with the name Envoy gives its path parameter (the
+/// OpenAPI document gives each the pattern of its IDs from here too).
+pub(crate) const PATH_PARAMS: &[(&str, &str)] = &[
+    ("call", "call_id"),
+    ("load", "load_id"),
+    ("key", "api_key_id"),
+    ("trk", "sip_trunk_id"),
+    ("pn", "phone_number_id"),
+    ("ep", "endpoint_id"),
+    ("msg", "message_id"),
+];
+
 /// The name Envoy gives a resource's path parameter.
 fn path_param<K: IdKind>() -> &'static str {
-    match K::PREFIX {
-        "call" => "call_id",
-        "load" => "load_id",
-        "key" => "api_key_id",
-        "trk" => "sip_trunk_id",
-        "pn" => "phone_number_id",
-        "ep" => "endpoint_id",
-        "msg" => "message_id",
-        _ => "id",
-    }
+    PATH_PARAMS
+        .iter()
+        .find(|(prefix, _)| *prefix == K::PREFIX)
+        .map_or("id", |(_, name)| name)
 }
 
 /// A prefixed (or bare UUID) ID in the path.

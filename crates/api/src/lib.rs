@@ -6,6 +6,7 @@ mod extract;
 pub mod login_limit;
 mod middleware;
 mod openapi;
+mod parse_errors;
 mod query_names;
 mod rate_limit;
 mod routes;
@@ -13,6 +14,7 @@ mod routes;
 pub use error::{ApiError, ErrorBody, ErrorEnvelope};
 pub use login_limit::LoginLimitConfig;
 pub use openapi::openapi;
+pub use parse_errors::serve;
 pub use rate_limit::{Limits, RateLimitConfig};
 
 use std::sync::Arc;
@@ -45,7 +47,8 @@ async fn root() -> axum::response::Redirect {
 
 /// The whole application: API routes in both forms, health, metrics, docs.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = routes::api_router().split_for_parts();
+    let (api, mut doc) = routes::api_router().split_for_parts();
+    openapi::exact(&mut doc);
     let api = api
         .layer(axum::middleware::from_fn_with_state(
             query_names::QueryNames::from_doc(&doc),

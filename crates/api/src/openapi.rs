@@ -1,5 +1,9 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
+use switchyard_service::pagination::{MAX_PAGE, MAX_PAGE_SIZE};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
@@ -51,7 +55,8 @@ impl Modify for Security {
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum ErrorResponses {
-    /// `invalid_id_format`: an ID of another resource's prefix.
+    /// `invalid_id_format`: an ID of another resource's prefix; `bad_request`:
+    /// the request is not valid HTTP.
     #[response(status = 400)]
     BadRequest(ErrorEnvelope),
     /// `not_authenticated`: missing, invalid, revoked or expired credentials.
@@ -69,6 +74,9 @@ pub enum ErrorResponses {
     /// `payload_too_large`: bodies are limited to 1 MiB.
     #[response(status = 413)]
     TooLarge(ErrorEnvelope),
+    /// `uri_too_long`: the URI is over 65534 bytes.
+    #[response(status = 414)]
+    UriTooLong(ErrorEnvelope),
     /// `validation_error`: the body is not JSON.
     #[response(status = 415)]
     UnsupportedMediaType(ErrorEnvelope),
@@ -78,6 +86,9 @@ pub enum ErrorResponses {
     /// `rate_limit_exceeded`; see `Retry-After`.
     #[response(status = 429)]
     TooManyRequests(ErrorEnvelope),
+    /// `headers_too_large`: over 100 headers, or about 400 KiB of them.
+    #[response(status = 431)]
+    HeadersTooLarge(ErrorEnvelope),
     /// `internal_error`.
     #[response(status = 500)]
     Internal(ErrorEnvelope),
@@ -85,5 +96,66 @@ pub enum ErrorResponses {
 
 /// The document, built from every route of the router.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    crate::routes::api_router().into_openapi()
+    let mut doc = crate::routes::api_router().into_openapi();
+    exact(&mut doc);
+    doc
+}
+
+/// The hex UUID the API accepts in an ID (`Id::parse`: the hyphenated form).
+const UUID: &str = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}";
+
+/// The pattern of an ID with `prefix`: the prefixed form or a bare UUID.
+pub fn id_pattern(prefix: &str) -> String {
+    format!("^({prefix}_)?{UUID}$")
+}
+
+/// Makes the parameters as strict as the API is, so that no operation
+/// refuses a request the document allows: every ID path parameter gets its
+/// pattern, `page` and `page_size` their bounds. (The other query
+/// parameters say theirs where they are declared.)
+pub fn exact(doc: &mut utoipa::openapi::OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for op in operations.into_iter().flatten() {
+            for param in op.parameters.iter_mut().flatten() {
+                let RefOr::T(param) = param else { continue };
+                if let Some(schema) = param_schema(&param.parameter_in, &param.name) {
+                    param.schema = Some(RefOr::T(schema));
+                }
+            }
+        }
+    }
+}
+
+fn param_schema(place: &ParameterIn, name: &str) -> Option<Schema> {
+    let integer = |max: i64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(1))
+            .maximum(Some(max))
+            .build()
+    };
+    match (place, name) {
+        (ParameterIn::Path, _) => {
+            let (prefix, _) = crate::extract::PATH_PARAMS
+                .iter()
+                .find(|(_, param)| *param == name)?;
+            Some(Schema::Object(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(id_pattern(prefix)))
+                    .build(),
+            ))
+        }
+        (ParameterIn::Query, "page") => Some(Schema::Object(integer(MAX_PAGE))),
+        (ParameterIn::Query, "page_size") => Some(Schema::Object(integer(MAX_PAGE_SIZE))),
+        _ => None,
+    }
 }

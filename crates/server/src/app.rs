@@ -211,7 +211,6 @@ impl RunningServer {
         let mut tasks = Vec::new();
         let mut rx = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
-            let app = router.into_make_service_with_connect_info::<SocketAddr>();
             let stop = async move {
                 while !*rx.borrow_and_update() {
                     if rx.changed().await.is_err() {
@@ -219,10 +218,7 @@ impl RunningServer {
                     }
                 }
             };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
+            if let Err(e) = switchyard_api::serve(listener, router, stop).await {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         }));

@@ -467,6 +467,103 @@ async fn a_chunked_body_over_the_limit_is_413() {
     srv.stop().await;
 }
 
+/// Writes `requests` on one connection and reads until it closes.
+fn exchange(addr: std::net::SocketAddr, requests: &[&[u8]]) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    for r in requests {
+        // The server may answer and close before it has read everything.
+        if s.write_all(r).is_err() {
+            break;
+        }
+    }
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The last response of an exchange: status code and body as JSON.
+fn last_answer(text: &str) -> (u16, serde_json::Value) {
+    let at = text.rfind("HTTP/1.1 ").expect("an answer");
+    let (head, body) = text[at..].split_once("\r\n\r\n").expect("a head");
+    let status = head[9..12].parse().unwrap();
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn requests_hyper_refuses_get_the_envelope_too() {
+    let Some(srv) = TestServer::start(Backend::Sqlite).await else {
+        return;
+    };
+    let addr = srv.server.as_ref().unwrap().addr;
+    let long_uri = format!(
+        "GET /calls?search={} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(70_000)
+    );
+    let many_headers = format!(
+        "GET /calls HTTP/1.1\r\nHost: x\r\n{}\r\n",
+        (0..120)
+            .map(|i| format!("X-H{i}: v\r\n"))
+            .collect::<String>()
+    );
+    let huge_header = format!(
+        "GET /calls HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(600_000)
+    );
+    let good = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    let cases: Vec<(Vec<Vec<u8>>, u16, &str)> = vec![
+        (vec![long_uri.into_bytes()], 414, "uri_too_long"),
+        (vec![many_headers.into_bytes()], 431, "headers_too_large"),
+        (vec![huge_header.into_bytes()], 431, "headers_too_large"),
+        (
+            vec![b"GET /calls HTTP/1.1\r\nBad Header\r\n\r\n".to_vec()],
+            400,
+            "bad_request",
+        ),
+        // After a good answer on the same connection, too.
+        (
+            vec![
+                good.clone(),
+                b"GET /calls HTTP/1.1\r\nHost: x\r\nX\x01: y\r\n\r\n".to_vec(),
+            ],
+            400,
+            "bad_request",
+        ),
+    ];
+    for (requests, status, code) in cases {
+        let text = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&[u8]> = requests.iter().map(Vec::as_slice).collect();
+            exchange(addr, &refs)
+        })
+        .await
+        .unwrap();
+        let (got, body) = last_answer(&text);
+        let shown: String = text.chars().take(300).collect();
+        assert_eq!(got, status, "{shown}");
+        assert_eq!(body["error"]["code"], code, "{shown}");
+        assert!(body["error"]["message"].is_string(), "{shown}");
+        assert!(
+            body["error"].as_object().unwrap().contains_key("param"),
+            "{shown}"
+        );
+        let head = &text[text.rfind("HTTP/1.1 ").unwrap()..];
+        assert!(
+            head.to_ascii_lowercase().contains("\r\nx-request-id: "),
+            "{shown}"
+        );
+        assert!(
+            head.contains("\r\ncontent-type: application/json"),
+            "{shown}"
+        );
+    }
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn database_errors_never_leak_sql() {
     let Some(srv) = TestServer::start(Backend::Sqlite).await else {

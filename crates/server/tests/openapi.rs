@@ -361,7 +361,7 @@ async fn the_document_describes_schemas_params_errors_and_security() {
         // The recording media route is reached by a signed URL: no
         // credentials, so no 401.
         let public = path.starts_with("/recordings/");
-        for code in ["401", "403", "404", "422", "429"] {
+        for code in ["401", "403", "404", "414", "422", "429", "431"] {
             if public && code == "401" {
                 continue;
             }
@@ -404,6 +404,87 @@ async fn the_document_describes_schemas_params_errors_and_security() {
             );
         }
     }
+}
+
+/// No operation refuses what the document allows: each ID path parameter
+/// carries the pattern of its IDs, `page` and `page_size` their bounds.
+#[tokio::test]
+async fn the_document_is_as_strict_as_the_api() {
+    let doc = serde_json::to_value(switchyard_api::openapi()).unwrap();
+    let uuid = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}";
+    let mut pages = 0;
+    for (method, path) in operations(&doc) {
+        for p in doc["paths"][&path][&method]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let name = p["name"].as_str().unwrap();
+            let schema = &p["schema"];
+            let what = format!("{method} {path} {name}: {schema}");
+            match (p["in"].as_str().unwrap(), name) {
+                ("path", _) => {
+                    let prefix = sample_id(name).split('_').next().unwrap().to_owned();
+                    assert_eq!(schema["type"], "string", "{what}");
+                    assert_eq!(schema["pattern"], format!("^({prefix}_)?{uuid}$"), "{what}");
+                }
+                ("query", "page") => {
+                    pages += 1;
+                    assert_eq!(schema["type"], "integer", "{what}");
+                    assert_eq!(schema["minimum"], 1, "{what}");
+                    assert_eq!(schema["maximum"], i64::MAX, "{what}");
+                }
+                ("query", "page_size") => {
+                    assert_eq!(schema["type"], "integer", "{what}");
+                    assert_eq!(
+                        (schema["minimum"].as_i64(), schema["maximum"].as_i64()),
+                        (Some(1), Some(100)),
+                        "{what}"
+                    );
+                }
+                ("query", _) => assert!(
+                    schema["pattern"].is_string() || schema["$ref"].is_string(),
+                    "every query string says what it takes: {what}"
+                ),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(pages, 4, "the paginated lists");
+
+    // The API takes what the patterns and bounds allow, at their edges.
+    let Some(srv) = TestServer::start(Backend::Sqlite).await else {
+        return;
+    };
+    let upper = "call_550E8400-E29B-41D4-A716-446655440000";
+    srv.get(&format!("/calls/{upper}"))
+        .await
+        .assert_error(404, "not_found");
+    srv.get("/calls/550e8400-e29b-41d4-a716-446655440000")
+        .await
+        .assert_error(404, "not_found");
+    for query in [
+        "page=1&page_size=100",
+        "page=1&page_size=1",
+        &format!("page={}", i64::MAX),
+    ] {
+        let r = srv.get(&format!("/calls?{query}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{query}: {}", r.text);
+    }
+    // And refuses what they do not: an empty integer is not one.
+    for (query, param) in [
+        ("page_size=", "page_size"),
+        ("page=0", "page"),
+        ("page_size=101", "page_size"),
+    ] {
+        let r = srv.get(&format!("/loads?{query}")).await;
+        assert_eq!(
+            r.assert_error(422, "validation_error").as_deref(),
+            Some(param),
+            "{query}"
+        );
+    }
+    srv.stop().await;
 }
 
 #[test]

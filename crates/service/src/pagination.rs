@@ -9,6 +9,8 @@ use crate::query::Params;
 
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
 pub const MAX_PAGE_SIZE: i64 = 100;
+/// The largest `page` (any larger is not an `i64`).
+pub const MAX_PAGE: i64 = i64::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {

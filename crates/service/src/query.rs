@@ -7,14 +7,16 @@ use crate::error::{Error, Result};
 pub struct Params(pub Vec<(String, String)>);
 
 impl Params {
-    /// The last value given for `name`, if non-empty.
+    /// The last value given for `name`, if not empty (`name=` is as if it
+    /// were not there; a value of spaces is a value, and each parameter's
+    /// parser says whether it is one it takes).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-            .filter(|v| !v.trim().is_empty())
+            .filter(|v| !v.is_empty())
     }
 
     /// Every value of a repeatable, comma-separable parameter.
@@ -28,9 +30,13 @@ impl Params {
             .collect()
     }
 
+    /// An integer parameter; given empty (`page_size=`) it is not one.
     pub fn int(&self, name: &str) -> Result<Option<i64>> {
-        self.get(name)
-            .map(|v| {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| {
                 v.trim()
                     .parse::<i64>()
                     .map_err(|_| Error::validation(name, "must be an integer"))

@@ -143,10 +143,13 @@ impl Recordings {
 #[into_params(parameter_in = Query)]
 pub struct MediaQuery {
     /// `stereo` (default), `customer` or `agent`.
+    #[param(pattern = r"^((stereo|customer|agent))?$")]
     pub channel: Option<String>,
     /// Unix seconds after which the URL no longer works.
+    #[param(pattern = r"^([0-9]{1,18})?$")]
     pub expires: Option<String>,
     /// The URL's HMAC-SHA256, base64url.
+    #[param(pattern = r"^([A-Za-z0-9_-]{1,100})?$")]
     pub signature: Option<String>,
 }
 

@@ -23,23 +23,44 @@ pub struct ListCallsQuery {
     /// Default 20, at most 100.
     page_size: Option<i64>,
     /// One status or several, comma-separated (e.g. `QUEUED,DIALING`); case-insensitive.
+    #[param(
+        pattern = r"^((SCHEDULED|QUEUED|DIALING|RINGING|IN_PROGRESS|COMPLETED|NO_ANSWER|BUSY|FAILED|CANCELED)(,(SCHEDULED|QUEUED|DIALING|RINGING|IN_PROGRESS|COMPLETED|NO_ANSWER|BUSY|FAILED|CANCELED))*)?$"
+    )]
     status: Option<String>,
     /// today, yesterday, last_7_days, last_30_days, this_month, last_month.
+    #[param(pattern = r"^((today|yesterday|last_7_days|last_30_days|this_month|last_month))?$")]
     time_period: Option<String>,
     /// YYYY-MM-DD (or an RFC 3339 datetime), inclusive, on `call_time`.
+    /// Not after `end_date`.
+    #[param(pattern = r"^((19[7-9][0-9]|20[0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]))?$")]
     start_date: Option<String>,
     /// YYYY-MM-DD (or an RFC 3339 datetime), inclusive, on `call_time`.
+    #[param(pattern = r"^((19[7-9][0-9]|20[0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8]))?$")]
     end_date: Option<String>,
     /// Substring of the phone numbers, the load number or the call ID.
+    #[param(
+        max_length = 100,
+        pattern = r"^([^\u0000-\u001F\u007F-\u009F]*[^\u0020\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*)?$"
+    )]
     search: Option<String>,
     /// INBOUND or OUTBOUND.
+    #[param(pattern = r"^((INBOUND|OUTBOUND))?$")]
     call_direction: Option<String>,
+    #[param(
+        max_length = 64,
+        pattern = r"^([^\u0000-\u001F\u007F-\u009F]*[^\u0020\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*)?$"
+    )]
     call_type: Option<String>,
     /// load_… or a bare UUID.
+    #[param(
+        pattern = r"^((load_)?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$"
+    )]
     load_id: Option<String>,
     /// call_time (default) or created_at.
+    #[param(pattern = r"^((call_time|created_at))?$")]
     sort_by: Option<String>,
     /// asc or desc (default).
+    #[param(pattern = r"^((asc|desc))?$")]
     sort_order: Option<String>,
 }
 
@@ -47,7 +68,8 @@ pub struct ListCallsQuery {
 /// With `Idempotency-Key`, the same key and body within 24 h return the first call;
 /// the same key with another body is 409 `conflict`.
 #[utoipa::path(post, path = "/calls", tag = "Calls", request_body = CreateCallRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe (24 h).")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe (24 h): 1 to 255 ASCII characters, sent once.",
+        pattern = r"^[!-~]([ -~]{0,253}[!-~])?$")),
     security(("api_key" = []), ("bearer" = [])),
     responses((status = 201, description = "Created", body = Call), ErrorResponses))]
 pub async fn create_call(

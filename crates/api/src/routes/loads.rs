@@ -23,6 +23,10 @@ pub struct ListLoadsQuery {
     /// Default 20, at most 100.
     page_size: Option<i64>,
     /// Substring of the load number.
+    #[param(
+        max_length = 100,
+        pattern = r"^([^\u0000-\u001F\u007F-\u009F]*[^\u0020\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*)?$"
+    )]
     search: Option<String>,
 }
 

@@ -23,6 +23,7 @@ use crate::openapi::ErrorResponses;
 pub struct RecordingQuery {
     /// `stereo` (default: customer left, agent and joined humans right),
     /// `customer` or `agent` (that side alone, mono).
+    #[param(pattern = r"^((stereo|customer|agent))?$")]
     pub channel: Option<String>,
 }
 
@@ -84,6 +85,9 @@ pub async fn delete_recording(
         (status = 416, description = "`range_not_satisfiable`", body = crate::error::ErrorEnvelope),
         (status = 422, description = "`validation_error`", body = crate::error::ErrorEnvelope),
         (status = 429, description = "`rate_limit_exceeded`", body = crate::error::ErrorEnvelope),
+        (status = 414, description = "`uri_too_long`", body = crate::error::ErrorEnvelope),
+        (status = 431, description = "`headers_too_large`", body = crate::error::ErrorEnvelope),
+        (status = 500, description = "`internal_error`", body = crate::error::ErrorEnvelope),
     ))]
 pub async fn recording_media(
     State(state): State<AppState>,

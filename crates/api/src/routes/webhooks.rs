@@ -37,6 +37,9 @@ pub struct AttemptsQuery {
     /// Default 20, at most 100.
     page_size: Option<i64>,
     /// One attempt status or several, comma-separated: PENDING, SENDING, SUCCEEDED, FAILED, DEAD.
+    #[param(
+        pattern = r"^((PENDING|SENDING|SUCCEEDED|FAILED|DEAD)(,(PENDING|SENDING|SUCCEEDED|FAILED|DEAD))*)?$"
+    )]
     status: Option<String>,
 }
 
