@@ -6,13 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
+use common::process::{self, Serve};
 use common::sipp::{Sipp, Transport, scenario as sc, sipp_available};
 use common::{TempDir, eventually};
 use serde_json::{Value, json};
@@ -22,21 +21,11 @@ use switchyard_store::SecretKeys;
 const JWT: &str = "test-secret-test-secret-test-secret-000";
 const TRUNK_PASSWORD: &str = "trunk-password-never-in-clear";
 
-/// `switchyard serve` as a child process, killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the binary under umask 022 (as a shell usually has it), with its
 /// data directory not yet there, and reads its address and API key.
-fn spawn_under_umask_022(data: &Path) -> (Process, String, String) {
-    let mut child = Command::new("sh")
-        .arg("-c")
+fn spawn_under_umask_022(data: &Path) -> (Serve, String, String) {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
         .arg("umask 022 && exec \"$0\" serve")
         .arg(env!("CARGO_BIN_EXE_switchyard"))
         .env("SWITCHYARD_DATA_DIR", data)
@@ -49,29 +38,11 @@ fn spawn_under_umask_022(data: &Path) -> (Process, String, String) {
         .env("SWITCHYARD_SCHEDULER_INTERVAL_MS", "50")
         .env("SWITCHYARD_JWT_SECRET", JWT)
         .env("SWITCHYARD_WEBHOOK_ALLOW_DESTINATIONS", "127.0.0.0/8")
-        .env("SWITCHYARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn switchyard");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut key = None;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(k) = line.strip_prefix("api_key = ") {
-                key = Some(k.trim().to_owned());
-            }
-            if let Some(rest) = line.strip_prefix("Switchyard listening on http://") {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                let _ = tx.send((addr.to_owned(), key.clone().unwrap_or_default()));
-            }
-        }
-    });
-    let (addr, key) = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server listening within 60 s");
-    (Process(child), format!("http://{addr}"), key)
+        .env("SWITCHYARD_LOG", "warn");
+    let server = process::start(cmd);
+    let key = server.api_key.clone().unwrap_or_default();
+    let base = server.base.clone();
+    (server, base, key)
 }
 
 async fn send(http: &reqwest::Client, base: &str, key: &str, path: &str, body: Value) -> Value {

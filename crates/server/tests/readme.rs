@@ -9,13 +9,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
 use common::TempDir;
+use common::process::{Serve, serve_command, start};
 
 /// The address the README's commands use; replaced by the test server's.
 const README_ADDR: &str = "127.0.0.1:8080";
@@ -31,43 +29,15 @@ fn shell_block_after(readme: &str, heading: &str) -> String {
     rest[start..start + len].to_owned()
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `switchyard serve` in `dir` on the embedded defaults, with what the
 /// README says its webhook step needs; returns it and its address.
-fn start_server(dir: &Path) -> (Server, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .arg("serve")
-        .current_dir(dir)
-        .env("SWITCHYARD_HTTP_ADDR", "127.0.0.1:0")
-        .env("SWITCHYARD_SIP_ADDR", "127.0.0.1:0")
-        .env("SWITCHYARD_WEBHOOK_ALLOW_DESTINATIONS", "127.0.0.0/8")
-        .env("SWITCHYARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn switchyard");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.strip_prefix("Switchyard listening on http://") {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                let _ = tx.send(addr.to_owned());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server listening within 60 s");
-    (Server(child), addr)
+fn start_server(dir: &Path) -> (Serve, String) {
+    let mut cmd = serve_command();
+    cmd.current_dir(dir)
+        .env("SWITCHYARD_WEBHOOK_ALLOW_DESTINATIONS", "127.0.0.0/8");
+    let server = start(cmd);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    (server, addr)
 }
 
 #[test]

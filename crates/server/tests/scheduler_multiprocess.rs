@@ -4,31 +4,17 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use common::process::{Serve, serve_command, start};
 use common::{PgDatabase, TempDir, eventually};
 use switchyard_domain::{CallDirection, CallStatus, EventType, timefmt};
 use switchyard_store::{CallFilter, NewCall, Page, Store, StoreOptions};
 
-/// A server process, killed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `switchyard serve` and waits until it says it is listening.
-fn spawn_server(db_url: &str, dir: &TempDir) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .arg("serve")
-        .env("SWITCHYARD_DATABASE_URL", db_url)
-        .env("SWITCHYARD_HTTP_ADDR", "127.0.0.1:0")
+fn spawn_server(db_url: &str, dir: &TempDir) -> Serve {
+    let mut cmd = serve_command();
+    cmd.env("SWITCHYARD_DATABASE_URL", db_url)
         .env("SWITCHYARD_DATA_DIR", &dir.0)
         .env("SWITCHYARD_SCHEDULER_INTERVAL_MS", "10")
         .env("SWITCHYARD_SCHEDULER_BATCH", "7")
@@ -38,24 +24,8 @@ fn spawn_server(db_url: &str, dir: &TempDir) -> Process {
         .env(
             "SWITCHYARD_JWT_SECRET",
             "test-secret-test-secret-test-secret-000",
-        )
-        .env("SWITCHYARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn switchyard");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("Switchyard listening on") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("server did not start listening within 60 s");
-    Process(child)
+        );
+    start(cmd)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,11 +5,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use common::process::{Serve, serve_command, start};
 use common::webhooks::Receiver;
 use common::{PgDatabase, TempDir, eventually};
 use serde_json::json;
@@ -19,22 +17,11 @@ use switchyard_store::{NewCall, NewWebhookEndpoint, SecretKeys, Store, StoreOpti
 const ENDPOINTS: usize = 10;
 const CALLS: usize = 100;
 
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 const SECRETS_KEY: &str = "secrets-key-secrets-key-secrets-key-00";
 
-fn spawn_server(db_url: &str, dir: &TempDir) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .arg("serve")
-        .env("SWITCHYARD_DATABASE_URL", db_url)
-        .env("SWITCHYARD_HTTP_ADDR", "127.0.0.1:0")
+fn spawn_server(db_url: &str, dir: &TempDir) -> Serve {
+    let mut cmd = serve_command();
+    cmd.env("SWITCHYARD_DATABASE_URL", db_url)
         .env("SWITCHYARD_DATA_DIR", &dir.0)
         .env("SWITCHYARD_SIP_ENABLED", "false")
         .env(
@@ -46,24 +33,8 @@ fn spawn_server(db_url: &str, dir: &TempDir) -> Process {
         .env("SWITCHYARD_WEBHOOK_ALLOW_DESTINATIONS", "127.0.0.0/8")
         .env("SWITCHYARD_WEBHOOK_POLL_INTERVAL_MS", "10")
         // Few slots each, so that both processes have claims to race for.
-        .env("SWITCHYARD_WEBHOOK_CONCURRENCY", "8")
-        .env("SWITCHYARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn switchyard");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("Switchyard listening on") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("server did not start listening within 60 s");
-    Process(child)
+        .env("SWITCHYARD_WEBHOOK_CONCURRENCY", "8");
+    start(cmd)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
+use common::process::{Serve, serve_command, start};
 use common::webhooks::Receiver;
 use common::{TempDir, eventually};
 use serde_json::{Value, json};
@@ -18,55 +16,19 @@ use switchyard::app::RunningServer;
 const JWT: &str = "test-secret-test-secret-test-secret-000";
 const WAIT: Duration = Duration::from_secs(30);
 
-/// `switchyard serve` as a child process, SIGKILLed when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the server; returns it, its base URL and (on the first run) the API key.
-fn spawn_server(dir: &TempDir, db_url: &str, deliver: bool) -> (Process, String, Option<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .arg("serve")
-        .env("SWITCHYARD_DATABASE_URL", db_url)
-        .env("SWITCHYARD_HTTP_ADDR", "127.0.0.1:0")
+fn spawn_server(dir: &TempDir, db_url: &str, deliver: bool) -> (Serve, String, Option<String>) {
+    let mut cmd = serve_command();
+    cmd.env("SWITCHYARD_DATABASE_URL", db_url)
         .env("SWITCHYARD_DATA_DIR", &dir.0)
         .env("SWITCHYARD_SIP_ENABLED", "false")
         .env("SWITCHYARD_JWT_SECRET", JWT)
         .env("SWITCHYARD_WEBHOOK_ALLOW_DESTINATIONS", "127.0.0.0/8")
         .env("SWITCHYARD_WEBHOOK_POLL_INTERVAL_MS", "20")
-        .env("SWITCHYARD_WEBHOOK_DELIVERY_ENABLED", deliver.to_string())
-        .env("SWITCHYARD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn switchyard");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut key = None;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(k) = line.strip_prefix("api_key = ") {
-                key = Some(k.trim().to_owned());
-            }
-            if let Some(rest) = line.strip_prefix("Switchyard listening on http://") {
-                let addr = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                let _ = tx.send((addr, key.clone()));
-            }
-        }
-    });
-    let (addr, key) = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server listening within 60 s");
-    (Process(child), format!("http://{addr}"), key)
+        .env("SWITCHYARD_WEBHOOK_DELIVERY_ENABLED", deliver.to_string());
+    let server = start(cmd);
+    let (base, key) = (server.base.clone(), server.api_key.clone());
+    (server, base, key)
 }
 
 async fn post(http: &reqwest::Client, base: &str, key: &str, path: &str, body: Value) -> Value {

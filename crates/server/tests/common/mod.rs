@@ -15,6 +15,7 @@ use switchyard_domain::Role;
 use switchyard_domain::id::OrganizationId;
 
 pub mod browser;
+pub mod process;
 pub mod recording;
 pub mod relay;
 pub mod s3;
