@@ -8,7 +8,6 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::process::{self, Serve};
@@ -24,21 +23,15 @@ const TRUNK_PASSWORD: &str = "trunk-password-never-in-clear";
 /// Starts the binary under umask 022 (as a shell usually has it), with its
 /// data directory not yet there, and reads its address and API key.
 fn spawn_under_umask_022(data: &Path) -> (Serve, String, String) {
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("umask 022 && exec \"$0\" serve")
-        .arg(env!("CARGO_BIN_EXE_switchyard"))
-        .env("SWITCHYARD_DATA_DIR", data)
+    let mut cmd = process::serve_command_under_umask("022");
+    cmd.env("SWITCHYARD_DATA_DIR", data)
         .env(
             "SWITCHYARD_DATABASE_URL",
             format!("sqlite://{}", data.join("switchyard.db").display()),
         )
-        .env("SWITCHYARD_HTTP_ADDR", "127.0.0.1:0")
-        .env("SWITCHYARD_SIP_ADDR", "127.0.0.1:0")
         .env("SWITCHYARD_SCHEDULER_INTERVAL_MS", "50")
         .env("SWITCHYARD_JWT_SECRET", JWT)
-        .env("SWITCHYARD_WEBHOOK_ALLOW_DESTINATIONS", "127.0.0.0/8")
-        .env("SWITCHYARD_LOG", "warn");
+        .env("SWITCHYARD_WEBHOOK_ALLOW_DESTINATIONS", "127.0.0.0/8");
     let server = process::start(cmd);
     let key = server.api_key.clone().unwrap_or_default();
     let base = server.base.clone();

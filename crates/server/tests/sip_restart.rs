@@ -30,46 +30,18 @@ fn spawn_server(dir: &TempDir, db_url: &str) -> (Serve, String, String) {
     (server, base, key)
 }
 
-async fn post(http: &reqwest::Client, base: &str, key: &str, path: &str, body: Value) -> Value {
-    let r = http
-        .post(format!("{base}{path}"))
-        .header("X-API-Key", key)
-        .json(&body)
-        .send()
-        .await
-        .expect("post");
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.expect("json")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_left_live_by_a_killed_server_are_failed_and_hung_up() {
-    if !sipp_available() {
-        return;
-    }
-    let dir = TempDir::new();
-    let db_url = format!("sqlite://{}", dir.0.join("switchyard.db").display());
-    let scenario = sc::doc(
-        "answer",
-        &[
-            sc::recv_invite(),
-            sc::respond(200, "OK", "", true),
-            sc::recv("ACK"),
-            sc::recv("BYE"),
-            sc::ok_in_dialog(),
-        ]
-        .concat(),
-    );
-    let peer = Sipp::uas("answer", &scenario, Transport::Udp, 1);
-
-    let (process, base, key) = spawn_server(&dir, &db_url);
+/// A server started on `db_url`, with a trunk to the SIPp answering on
+/// `peer_port` and a call to it, once the call is IN_PROGRESS; returns the
+/// server and the call's ID.
+async fn answered_call(dir: &TempDir, db_url: &str, peer_port: u16) -> (Serve, String) {
+    let (process, base, key) = spawn_server(dir, db_url);
     let http = reqwest::Client::new();
     let trunk = post(
         &http,
         &base,
         &key,
         "/sip-trunks",
-        json!({"name": "sipp", "host": "127.0.0.1", "port": peer.port}),
+        json!({"name": "sipp", "host": "127.0.0.1", "port": peer_port}),
     )
     .await;
     post(
@@ -102,6 +74,42 @@ async fn calls_left_live_by_a_killed_server_are_failed_and_hung_up() {
         (c["status"] == "IN_PROGRESS").then_some(())
     })
     .await;
+    (process, id)
+}
+
+async fn post(http: &reqwest::Client, base: &str, key: &str, path: &str, body: Value) -> Value {
+    let r = http
+        .post(format!("{base}{path}"))
+        .header("X-API-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .expect("post");
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_left_live_by_a_killed_server_are_failed_and_hung_up() {
+    if !sipp_available() {
+        return;
+    }
+    let dir = TempDir::new();
+    let db_url = format!("sqlite://{}", dir.0.join("switchyard.db").display());
+    let scenario = sc::doc(
+        "answer",
+        &[
+            sc::recv_invite(),
+            sc::respond(200, "OK", "", true),
+            sc::recv("ACK"),
+            sc::recv("BYE"),
+            sc::ok_in_dialog(),
+        ]
+        .concat(),
+    );
+    let peer = Sipp::uas("answer", &scenario, Transport::Udp, 1);
+
+    let (process, id) = answered_call(&dir, &db_url, peer.port).await;
     // Let the live recording reach a checkpoint (its audio is written and
     // its header brought up to date every 5 s), then kill.
     let wav = dir
@@ -180,46 +188,7 @@ async fn duration_of_a_killed_call_excludes_the_downtime(dir: &TempDir, db_url: 
         .concat(),
     );
     let peer = Sipp::uas("answer", &scenario, Transport::Udp, 1);
-    let (process, base, key) = spawn_server(dir, db_url);
-    let http = reqwest::Client::new();
-    let trunk = post(
-        &http,
-        &base,
-        &key,
-        "/sip-trunks",
-        json!({"name": "sipp", "host": "127.0.0.1", "port": peer.port}),
-    )
-    .await;
-    post(
-        &http,
-        &base,
-        &key,
-        "/phone-numbers",
-        json!({"number": "+15550001000", "sip_trunk_id": trunk["id"]}),
-    )
-    .await;
-    let call = post(
-        &http,
-        &base,
-        &key,
-        "/calls",
-        json!({"to_number": "+14155552671"}),
-    )
-    .await;
-    let id = call["id"].as_str().unwrap().to_owned();
-    eventually(Duration::from_secs(20), || async {
-        let c: Value = http
-            .get(format!("{base}/calls/{id}"))
-            .header("X-API-Key", &key)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (c["status"] == "IN_PROGRESS").then_some(())
-    })
-    .await;
+    let (process, id) = answered_call(dir, db_url, peer.port).await;
     // The call is live for a while (heartbeats go on meanwhile), then its
     // server dies and stays down for longer than it was live.
     tokio::time::sleep(Duration::from_secs(7)).await;

@@ -26,7 +26,20 @@ impl Drop for Serve {
 /// The binary's `serve` on loopback ports of the system's choosing, logging
 /// warnings only; callers add their settings.
 pub fn serve_command() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    with_defaults(Command::new(env!("CARGO_BIN_EXE_switchyard")))
+}
+
+/// [`serve_command`] run through `sh` under `umask` (as a login shell has
+/// one), for what the server leaves on disk.
+pub fn serve_command_under_umask(umask: &str) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_switchyard"));
+    with_defaults(cmd)
+}
+
+fn with_defaults(mut cmd: Command) -> Command {
     cmd.arg("serve")
         .env("SWITCHYARD_HTTP_ADDR", "127.0.0.1:0")
         .env("SWITCHYARD_SIP_ADDR", "127.0.0.1:0")
